@@ -1,0 +1,213 @@
+"""Tiny, real-format Meta LLaMA downloads, deterministic from a seed.
+
+Used by `make demo` and the tests: a root laid out as Meta ships it (`tokenizer.model`,
+`tokenizer_checklist.chk`, one folder per size with `params.json`, `consolidated.NN.pth`,
+`checklist.chk`), with a real SentencePiece model trained on the fly with the settings LLaMA's
+own `tokenizer.model` records in its trainer spec, and fp16 weights split across model-parallel
+shards the way fairscale's layers split them (and, like Meta's files, each shard's tensors are
+views into one shared storage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from weightprep.llama.names import LAYER_RULES
+from weightprep.llama.params import LlamaParams, parse_params
+
+
+@dataclass(frozen=True)
+class ExampleModel:
+    folder: str
+    shards: int
+    params: dict
+    rope_freqs: bool = True  # LLaMA-1 checkpoints carry `rope.freqs`; LLaMA-2's do not
+
+
+BASE_PARAMS = {"dim": 64, "multiple_of": 32, "n_heads": 8, "n_layers": 2, "norm_eps": 1e-06, "vocab_size": -1}
+
+# Folder names follow Meta's download; the shard counts are those of the real sizes.
+EXAMPLES: tuple[ExampleModel, ...] = (
+    ExampleModel("7B", 1, BASE_PARAMS),
+    ExampleModel("13B", 2, BASE_PARAMS),
+    ExampleModel("30B", 4, BASE_PARAMS),
+    ExampleModel("65B", 8, {**BASE_PARAMS, "norm_eps": 1e-05}),
+    ExampleModel(
+        "llama-2-70b",
+        2,
+        {
+            "dim": 64,
+            "multiple_of": 32,
+            "ffn_dim_multiplier": 1.3,
+            "n_heads": 8,
+            "n_kv_heads": 2,
+            "n_layers": 2,
+            "norm_eps": 1e-05,
+            "vocab_size": -1,
+        },
+        rope_freqs=False,
+    ),
+)
+
+VOCAB_SIZE = 512
+
+_WORDS = (
+    "the a of and to in is was for on that with as by at from it an be this are or his which "
+    "image picture photo shows man woman dog cat street car tree sky water people sitting "
+    "standing near large small red blue green white black two three describe unusual what "
+    "write short detailed description answer question human assistant model weights vicuna "
+    "llama caption scene table food plate bus train building grass field beach ocean snow "
+    "Bild zeigt einen Hund eine Katze auf der Straße und ein großes rotes Auto Schöne Grüße "
+    "写真 犬 猫 画像 説明 日本語 café naïve résumé über"
+).split()
+
+
+def _corpus(seed: int, lines: int = 3000) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        n = rng.randint(3, 14)
+        words = [rng.choice(_WORDS) for _ in range(n)]
+        if rng.random() < 0.3:
+            words.insert(rng.randrange(len(words) + 1), str(rng.randint(0, 99999)))
+        if rng.random() < 0.2:
+            words[0] = words[0].capitalize()
+        sep = "  " if rng.random() < 0.05 else " "
+        out.append(sep.join(words) + rng.choice([".", "?", "!", ",", ""]))
+    return out
+
+
+def train_tokenizer(seed: int = 0, vocab_size: int = VOCAB_SIZE) -> bytes:
+    """Train a real SentencePiece BPE model with LLaMA's trainer settings; return its bytes."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus(seed)),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=0.99995,
+        split_digits=True,
+        byte_fallback=True,
+        allow_whitespace_only_pieces=True,
+        split_by_unicode_script=True,
+        split_by_whitespace=True,
+        split_by_number=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        add_dummy_prefix=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        max_sentence_length=4192,
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def meta_tensors(params: LlamaParams, vocab: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Full (unsharded) Meta-named fp16 weights for `params`."""
+    hd, kv = params.head_dim, params.n_kv_heads * params.head_dim
+    shapes = {
+        "attention.wq.weight": (params.dim, params.dim),
+        "attention.wk.weight": (kv, params.dim),
+        "attention.wv.weight": (kv, params.dim),
+        "attention.wo.weight": (params.dim, params.dim),
+        "feed_forward.w1.weight": (params.intermediate_size, params.dim),
+        "feed_forward.w2.weight": (params.dim, params.intermediate_size),
+        "feed_forward.w3.weight": (params.intermediate_size, params.dim),
+        "attention_norm.weight": (params.dim,),
+        "ffn_norm.weight": (params.dim,),
+    }
+    assert {r.meta.split("}.", 1)[1] for r in LAYER_RULES} == set(shapes)
+
+    def rand(shape: tuple[int, ...]) -> torch.Tensor:
+        if len(shape) == 1:
+            return (1.0 + 0.1 * torch.randn(shape, generator=gen)).half()
+        return (torch.randn(shape, generator=gen) * (1.0 / shape[1] ** 0.5)).half()
+
+    out = {"tok_embeddings.weight": rand((vocab, params.dim))}
+    for i in range(params.n_layers):
+        for name, shape in shapes.items():
+            out[f"layers.{i}.{name}"] = rand(shape)
+    out["norm.weight"] = rand((params.dim,))
+    out["output.weight"] = rand((vocab, params.dim))
+    out["rope.freqs"] = 1.0 / (10000.0 ** (torch.arange(0, hd, 2).float() / hd))
+    return out
+
+
+def split_meta(full: dict[str, torch.Tensor], shards: int) -> list[dict[str, torch.Tensor]]:
+    """Split full weights into `shards` model-parallel parts, as fairscale lays them out."""
+    from weightprep.llama.names import GLOBAL_RULES, LAYER_RULES
+
+    dims: dict[str, int | None] = {r.meta: r.concat_dim for r in GLOBAL_RULES}
+    dims.update({r.meta.split("}.", 1)[1]: r.concat_dim for r in LAYER_RULES})
+    parts: list[dict[str, torch.Tensor]] = [{} for _ in range(shards)]
+    for name, t in full.items():
+        short = name.split(".", 2)[2] if name.startswith("layers.") else name
+        dim = dims.get(short)
+        chunks = [t] * shards if dim is None else list(torch.chunk(t, shards, dim=dim))
+        for part, c in zip(parts, chunks, strict=True):
+            part[name] = c
+    return [_share_storage(p) for p in parts]
+
+
+def _share_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Repack a shard's tensors as views into one storage per dtype, as Meta's files are."""
+    out: dict[str, torch.Tensor] = {}
+    for dtype in {t.dtype for t in tensors.values()}:
+        names = [n for n, t in tensors.items() if t.dtype == dtype]
+        flat = torch.cat([tensors[n].reshape(-1) for n in names])
+        offset = 0
+        for n in names:
+            t = tensors[n]
+            out[n] = flat[offset : offset + t.numel()].view(t.shape)
+            offset += t.numel()
+    return {n: out[n] for n in tensors}
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def make_example(root: Path, seed: int = 0, models: tuple[ExampleModel, ...] = EXAMPLES) -> Path:
+    """Write a Meta-layout download under `root` and return it.
+
+    Example: `make_example(Path("/tmp/llama"))` then `weightprep convert-llama /tmp/llama out --model-size 7B`.
+    """
+    import sentencepiece as spm
+
+    root.mkdir(parents=True, exist_ok=True)
+    tok = train_tokenizer(seed)
+    (root / "tokenizer.model").write_bytes(tok)
+    (root / "tokenizer_checklist.chk").write_text(f"{_md5(root / 'tokenizer.model')}  tokenizer.model\n")
+    vocab = spm.SentencePieceProcessor(model_proto=tok).get_piece_size()
+    for k, m in enumerate(models):
+        folder = root / m.folder
+        folder.mkdir(exist_ok=True)
+        params = parse_params(m.params)
+        gen = torch.Generator().manual_seed(seed * 1000 + k)
+        full = meta_tensors(params, vocab, gen)
+        if not m.rope_freqs:
+            del full["rope.freqs"]
+        names = []
+        for i, shard in enumerate(split_meta(full, m.shards)):
+            name = f"consolidated.{i:02d}.pth"
+            torch.save(shard, folder / name)
+            names.append(name)
+        # Meta's params.json: one line, no trailing newline.
+        (folder / "params.json").write_text(json.dumps(m.params))
+        names.append("params.json")
+        (folder / "checklist.chk").write_text("".join(f"{_md5(folder / n)}  {n}\n" for n in names))
+    return root

@@ -1,0 +1,1 @@
+"""Tensor IO: safe readers for untrusted checkpoints and a streaming safetensors writer."""

@@ -1,0 +1,88 @@
+"""Outputs that appear whole or not at all.
+
+Work happens in `<out>.partial/` beside the final folder; only a complete, verified result is
+renamed to `<out>`. A run killed midway leaves only `.partial`, which never looks finished and
+which the next run removes. A finished output is replaced only with `force`, and only after the
+new one is complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from weightprep.errors import DiskSpaceError, OutputExistsError
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(final.name + ".partial")
+
+
+def check_free_space(folder: Path, need: int) -> None:
+    """Refuse before writing anything when `folder`'s filesystem visibly cannot hold `need` bytes."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise DiskSpaceError(
+            f"{folder}: not enough free disk: need {human_bytes(need)}, have {human_bytes(free)}"
+        )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def staged_folder(final: Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder; on clean exit, move it to `final` atomically.
+
+    Example:
+        with staged_folder(Path("out")) as tmp:
+            (tmp / "config.json").write_text("{}")
+    """
+    final = final.absolute()
+    if final.exists() and not force:
+        raise OutputExistsError(f"{final}: already exists; pass --force to replace it")
+    stage = partial_path(final)
+    if stage.exists():
+        shutil.rmtree(stage)  # left by an interrupted run of ours
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        _fsync_dir(stage)
+        if final.exists():
+            old = final.with_name(final.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            final.rename(old)
+            stage.rename(final)
+            shutil.rmtree(old)
+        else:
+            stage.rename(final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskSpaceError(f"{final.parent}: disk full while writing {final.name}") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

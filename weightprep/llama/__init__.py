@@ -1,0 +1,1 @@
+"""Meta LLaMA checkpoints: layout, params, name map, conversion to Hugging Face format."""
