@@ -1,0 +1,61 @@
+# weightprep: `make demo` and `make test` each install what they need on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Pinned here, not in pyproject.toml: on this project's machines torch==2.13.0 is a CPU wheel on
+# local disk, while an unpinned torch pulls a multi-GB CUDA build. GPU users keep their own torch.
+TORCH  := torch==2.13.0
+PEERS  := .peers
+# The last transformers that ships convert_llama_weights_to_hf.py: the converter's reference.
+REF    := $(PEERS)/transformers-4.47.1
+# LAVIS pins transformers==4.33.2: the "old transformers" our outputs must load in.
+OLD    := $(PEERS)/transformers-4.33.2
+DEMO   := demo-output
+
+.PHONY: install peers test test-fast demo bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(REF)/.installed: Makefile
+	$(PYTHON) -m venv $(REF)
+	$(REF)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(REF)/bin/pip install -q --disable-pip-version-check transformers==4.47.1 sentencepiece protobuf accelerate
+	touch $@
+
+$(OLD)/.installed: Makefile
+	$(PYTHON) -m venv $(OLD)
+	$(OLD)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(OLD)/bin/pip install -q --disable-pip-version-check transformers==4.33.2 sentencepiece protobuf
+	touch $@
+
+peers: $(REF)/.installed $(OLD)/.installed
+
+test: install peers
+	WEIGHTPREP_PEERS=$(abspath $(PEERS)) $(BIN)/pytest
+
+# Everything but the peer virtualenvs (their tests skip, saying why).
+test-fast: install
+	$(BIN)/pytest -m "not peer"
+
+demo: install
+	rm -rf $(DEMO)
+	$(BIN)/weightprep make-example $(DEMO)/LLaMA
+	$(BIN)/weightprep convert-llama $(DEMO)/LLaMA $(DEMO)/llama-7b-hf --model-size 7B --quiet
+	cd $(DEMO)/llama-7b-hf && sha256sum -c --quiet SHA256SUMS && echo "SHA256SUMS: all files OK"
+	$(BIN)/python scripts/demo_generate.py $(DEMO)/llama-7b-hf
+
+bench: install peers
+	$(BIN)/python bench/convert.py --ref-python $(REF)/bin/python
+
+lint: install
+	$(BIN)/ruff check weightprep tests bench scripts
+	$(BIN)/ruff format --check weightprep tests bench scripts
+
+clean:
+	rm -rf $(VENV) $(PEERS) $(DEMO) bench/out .pytest_cache

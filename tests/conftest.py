@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny real-format checkpoints built once per session, isolated HF caches."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from weightprep.example import EXAMPLES, make_example
+from weightprep.llama.convert import convert_meta_to_hf
+
+REPO = Path(__file__).resolve().parent.parent
+SIZES = [m.folder for m in EXAMPLES]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_hf(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+
+
+@pytest.fixture(scope="session")
+def meta_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Meta's download layout: tokenizer.model + 7B/ 13B/ 30B/ 65B/ llama-2-70b/."""
+    return make_example(tmp_path_factory.mktemp("meta") / "LLaMA", seed=0)
+
+
+@pytest.fixture(scope="session")
+def converted(meta_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """converted(size, dtype) -> output folder, converted once per session."""
+    cache: dict[tuple[str, str], Path] = {}
+    base = tmp_path_factory.mktemp("converted")
+
+    def get(size: str, dtype: str = "float16") -> Path:
+        if (size, dtype) not in cache:
+            out = base / f"{size}-{dtype}"
+            convert_meta_to_hf(meta_root, out, model_size=size, dtype=dtype)
+            cache[(size, dtype)] = out
+        return cache[(size, dtype)]
+
+    return get
+
+
+def peer_python(name: str) -> Path:
+    """Python of a peer virtualenv built by `make peers`, or skip saying how to get it."""
+    root = Path(os.environ.get("WEIGHTPREP_PEERS", REPO / ".peers"))
+    py = root / name / "bin" / "python"
+    if not py.exists():
+        pytest.skip(f"peer virtualenv {root / name} missing: run `make peers` (make test does)")
+    return py
+
+
+def run_peer(name: str, code: str, *args: str, timeout: int = 600) -> str:
+    py = peer_python(name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONNOUSERSITE"] = "1"
+    res = subprocess.run(
+        [str(py), "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if res.returncode != 0:
+        raise AssertionError(f"peer {name} failed ({res.returncode}):\n{res.stderr[-4000:]}")
+    return res.stdout

@@ -1,0 +1,1 @@
+"""Typer front end: parse flags, call one core function, render, pick the exit code."""

@@ -1,0 +1,36 @@
+"""The `weightprep` command."""
+
+from __future__ import annotations
+
+import typer
+
+from weightprep import __version__
+from weightprep.cli.convert import convert_llama
+from weightprep.cli.example import make_example
+
+app = typer.Typer(
+    name="weightprep",
+    help="Prepare and verify large-model weights for vision-language research.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("convert-llama")(convert_llama)
+app.command("make-example")(make_example)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,83 @@
+"""Shared CLI pieces: progress rendering, error -> message/exit-code, size parsing."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import typer
+
+from weightprep.errors import WeightprepError
+from weightprep.progress import NullProgress, Progress
+
+T = TypeVar("T")
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'5GB' -> 5_000_000_000; '512MiB' -> 536_870_912 (decimal units as HF's max_shard_size)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]I?B|B)?\s*", text.upper())
+    if not m:
+        raise typer.BadParameter(f"{text!r}: expected a size like 5GB, 500MB or 2GiB")
+    n = int(float(m.group(1)) * _UNITS[m.group(2) or ""])
+    if n <= 0:
+        raise typer.BadParameter(f"{text!r}: must be positive")
+    return n
+
+
+class RichProgress:
+    """Bytes, rate and the current item on stderr, via rich (imported only when shown)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress as RP, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+
+        self._p = RP(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                     TransferSpeedColumn(), TimeRemainingColumn(),
+                     TextColumn("[dim]{task.fields[item]}"), console=Console(stderr=True),
+                     transient=True)
+        self._task = None
+
+    def start(self, total_bytes: int, label: str) -> None:
+        self._p.start()
+        self._task = self._p.add_task(label, total=total_bytes, item="")
+
+    def advance(self, nbytes: int, item: str | None = None) -> None:
+        self._p.update(self._task, advance=nbytes, item=item or "")
+
+    def finish(self) -> None:
+        self._p.stop()
+
+
+def make_progress(quiet: bool) -> Progress:
+    if quiet or not sys.stderr.isatty():
+        return NullProgress()
+    return RichProgress()
+
+
+def run_core(fn: Callable[[], T]) -> T:
+    """Run a core call; turn our errors into one line on stderr and an exit code."""
+    try:
+        return fn()
+    except WeightprepError as exc:
+        if os.environ.get("WEIGHTPREP_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; nothing was left under the output name", err=True)
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def timer() -> Iterator[Callable[[], float]]:
+    t0 = time.monotonic()
+    yield lambda: time.monotonic() - t0
