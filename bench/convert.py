@@ -1,0 +1,824 @@
+"""Benchmark `weightprep convert-llama` against the I/O floor and transformers' converter.
+
+Builds (once, cached in the work folder) a ~1B-parameter LLaMA checkpoint in Meta's layout:
+dim 2048, 16 layers, 16 heads, a real 32000-piece SentencePiece tokenizer, fp16 weights,
+~1.9 GB: `ROOT/tokenizer.model` + `ROOT/7B/{params.json,consolidated.00.pth}`. Then runs, each
+in a fresh process with the page cache dropped first (when /proc/sys/vm/drop_caches is
+writable):
+
+  floor-read  `dd if=consolidated.00.pth of=/dev/null bs=16M` (cold read alone, for reference)
+  floor       `dd if=consolidated.00.pth of=WORK/floor.bin bs=16M`, then `sync`: the I/O floor
+  ours-fp16   `weightprep convert-llama ROOT OUT --model-size 7B --quiet`
+  ours-bf16   the same with `--dtype bfloat16`
+  reference   transformers 4.47.1's `convert_llama_weights_to_hf.py` (with --ref-python)
+  ...@1G      the same inside a memory cgroup (v2, else v1) limited to 1 GiB, no swap
+
+For each run: wall seconds of the process, wall + the `sync` that follows it (writeback of
+what the process left dirty), peak RSS (VmHWM of every process in the tree, polled every
+50 ms, summed; cross-checked by wait4's ru_maxrss), peak anonymous RSS (RssAnon summed over
+the tree, polled), and for cgroup runs the exit status, whether the OOM killer fired, and
+the cgroup's own peak usage (page cache included). An instrumented in-process run then
+splits our converter's time into phases (no product code changes: the bench wraps functions).
+
+Run (as root, for drop_caches and cgroups; otherwise those parts are skipped and said so):
+
+    .venv/bin/python bench/convert.py --ref-python .peers/transformers-4.47.1/bin/python
+
+Prints a Markdown table and writes it to WORK/convert.md (and the raw numbers to
+WORK/convert.json). WORK defaults to bench/out (git-ignored); the built checkpoint stays
+there so re-runs skip building it; converted outputs are deleted after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+GiB = 1 << 30
+
+PARAMS = {
+    "dim": 2048,
+    "multiple_of": 256,
+    "n_heads": 16,
+    "n_layers": 16,
+    "norm_eps": 1e-06,
+    "vocab_size": -1,
+}
+N_PIECES = 32000
+SEED = 0
+BUILD_VERSION = 1  # bump when the built checkpoint changes, to invalidate the cache
+POLL_S = 0.05
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+REF_SCRIPT = "transformers/models/llama/convert_llama_weights_to_hf.py"
+
+
+# --------------------------------------------------------------------------- the input
+
+
+def build_tokenizer(n_pieces: int = N_PIECES) -> bytes:
+    """weightprep's small trained BPE model, padded with NORMAL pieces to `n_pieces`."""
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    from weightprep.example import train_tokenizer
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(train_tokenizer(seed=SEED))
+    normal = pb.ModelProto.SentencePiece.NORMAL
+    existing = {p.piece for p in proto.pieces}
+    score = min(p.score for p in proto.pieces if p.type == normal)
+    k = 0
+    while len(proto.pieces) < n_pieces:
+        piece = f"\u2581wp{k:05d}"
+        k += 1
+        if piece in existing:
+            continue
+        score -= 1.0
+        new = proto.pieces.add()
+        new.piece, new.score, new.type = piece, score, normal
+    proto.trainer_spec.vocab_size = n_pieces
+    data = proto.SerializeToString()
+    size = spm.SentencePieceProcessor(model_proto=data).get_piece_size()
+    if size != n_pieces:
+        raise SystemExit(f"padded tokenizer has {size} pieces, wanted {n_pieces}")
+    return data
+
+
+def build_checkpoint(root: Path, ref_python: Path | None) -> Path:
+    """Write (or reuse) the Meta-layout checkpoint under `root`; return the .pth path."""
+    import torch
+
+    from weightprep.example import meta_tensors
+    from weightprep.llama.params import parse_params
+
+    stamp = {"version": BUILD_VERSION, "params": PARAMS, "pieces": N_PIECES, "seed": SEED}
+    marker = root / "BUILT.json"
+    pth = root / "7B" / "consolidated.00.pth"
+    if marker.is_file() and json.loads(marker.read_text()) == stamp and pth.is_file():
+        log(f"reusing the checkpoint in {root}")
+        return pth
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    (partial / "7B").mkdir(parents=True)
+    t0 = time.monotonic()
+    tok = build_tokenizer()
+    (partial / "tokenizer.model").write_bytes(tok)
+    (partial / "7B" / "params.json").write_text(json.dumps(PARAMS))  # one line, as Meta's
+    params = parse_params(PARAMS)
+    log(f"building {params.n_layers}-layer dim-{params.dim} fp16 weights ...")
+    # One copy in memory (fp16; meta_tensors casts each tensor as it makes it), saved as is.
+    tensors = meta_tensors(params, N_PIECES, torch.Generator().manual_seed(SEED))
+    n = sum(t.numel() for t in tensors.values())
+    torch.save(tensors, partial / "7B" / "consolidated.00.pth")
+    del tensors
+    size = (partial / "7B" / "consolidated.00.pth").stat().st_size
+    log(f"wrote {n:,} parameters, {size / 1e9:.2f} GB in {time.monotonic() - t0:.0f}s")
+    if ref_python is not None:
+        check_ref_tokenizer(ref_python, partial)
+    marker.parent.mkdir(exist_ok=True)
+    partial.rename(root)
+    marker.write_text(json.dumps(stamp))
+    return pth
+
+
+def ref_input(root: Path, work: Path) -> Path:
+    """The reference wants tokenizer.model inside its --input_dir: a size folder of links."""
+    d = work / "ref-input"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    for src in (
+        root / "tokenizer.model",
+        root / "7B" / "params.json",
+        root / "7B" / "consolidated.00.pth",
+    ):
+        (d / src.name).symlink_to(src.resolve())
+    return d
+
+
+def ref_script(ref_python: Path) -> Path:
+    out = subprocess.run(
+        [
+            str(ref_python),
+            "-c",
+            "import transformers, os; print(os.path.dirname(transformers.__file__))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip()).parent / REF_SCRIPT
+
+
+def check_ref_tokenizer(ref_python: Path, root: Path) -> None:
+    """Run the reference's own tokenizer step (`--model_size tokenizer_only`) on the tokenizer."""
+    tmp = root / "ref-tokenizer-check"
+    d = tmp / "in"
+    d.mkdir(parents=True)
+    shutil.copy(root / "tokenizer.model", d / "tokenizer.model")
+    cmd = [
+        str(ref_python),
+        str(ref_script(ref_python)),
+        "--input_dir",
+        str(d),
+        "--model_size",
+        "tokenizer_only",
+        "--output_dir",
+        str(tmp / "out"),
+    ]
+    probe = (
+        "import sys; from transformers import AutoTokenizer; "
+        "t = AutoTokenizer.from_pretrained(sys.argv[1]); print(type(t).__name__, len(t))"
+    )
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True, env=quiet_env())
+        got = subprocess.run(
+            [str(ref_python), "-c", probe, str(tmp / "out")],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=quiet_env(),
+        ).stdout.split()
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"the reference rejects the tokenizer:\n{exc.stderr[-2000:]}") from exc
+    if got[-1] != str(N_PIECES):
+        raise SystemExit(f"the reference's tokenizer step gives {got}, wanted {N_PIECES} pieces")
+    log(f"reference tokenizer step accepts it: {' '.join(got)}")
+    shutil.rmtree(tmp)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Result:
+    label: str
+    what: str
+    limit: str = ""
+    rc: int | None = None
+    oom_killed: bool = False
+    wall_s: float = 0.0
+    sync_s: float = 0.0
+    peak_rss_mib: float = 0.0  # sum over the tree of each process's VmHWM
+    ru_maxrss_mib: float = 0.0  # wait4: largest single process's peak
+    peak_anon_mib: float = 0.0  # max over samples of sum(RssAnon)
+    cgroup_peak_mib: float | None = None
+    cold: bool = False
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_s(self) -> float:
+        return self.wall_s + self.sync_s
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(extra)
+    return env
+
+
+def drop_caches() -> bool:
+    os.sync()
+    try:
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def _status(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key in ("VmHWM", "RssAnon"):
+                    out[key] = int(val.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+class MemCgroup:
+    """A memory-limited cgroup (v2 if the memory controller is there, else v1), no swap."""
+
+    def __init__(self, path: Path, version: int) -> None:
+        self.path, self.version = path, version
+
+    @classmethod
+    def create(cls, name: str, limit: int) -> MemCgroup | str:
+        v2 = Path("/sys/fs/cgroup")
+        v1 = Path("/sys/fs/cgroup/memory")
+        errors = []
+        if "memory" in _read(v2 / "cgroup.controllers").split():
+            try:
+                if "memory" not in _read(v2 / "cgroup.subtree_control").split():
+                    (v2 / "cgroup.subtree_control").write_text("+memory")
+                cg = cls(v2 / name, 2)
+                cg._mkdir()
+                (cg.path / "memory.max").write_text(str(limit))
+                if (cg.path / "memory.swap.max").exists():
+                    (cg.path / "memory.swap.max").write_text("0")
+                return cg
+            except OSError as exc:
+                errors.append(f"cgroup v2 at {v2}: {exc}")
+        if (v1 / "memory.limit_in_bytes").exists():
+            try:
+                cg = cls(v1 / name, 1)
+                cg._mkdir()
+                (cg.path / "memory.limit_in_bytes").write_text(str(limit))
+                memsw = cg.path / "memory.memsw.limit_in_bytes"
+                if memsw.exists():
+                    try:
+                        memsw.write_text(str(limit))
+                    except OSError:
+                        pass  # no swap accounting; this machine has no swap anyway
+                return cg
+            except OSError as exc:
+                errors.append(f"cgroup v1 at {v1}: {exc}")
+        return (
+            "; ".join(errors) or "no cgroup v2 memory controller and no cgroup v1 memory hierarchy"
+        )
+
+    def _mkdir(self) -> None:
+        if self.path.exists():
+            self.path.rmdir()
+        self.path.mkdir()
+
+    def join(self) -> None:  # runs in the child between fork and exec
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_kills(self) -> int:
+        text = _read(self.path / ("memory.events" if self.version == 2 else "memory.oom_control"))
+        for line in text.splitlines():
+            key, _, val = line.partition(" ")
+            if key == "oom_kill":
+                return int(val)
+        return 0
+
+    def peak(self) -> int | None:
+        text = _read(
+            self.path / ("memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
+        )
+        return int(text) if text.strip().isdigit() else None
+
+    def remove(self) -> None:
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def measure(
+    label: str,
+    what: str,
+    cmd: Sequence[str],
+    logs: Path,
+    *,
+    env: dict[str, str] | None = None,
+    limit: int | None = None,
+    cleanup: Callable[[], None] = lambda: None,
+) -> Result:
+    """Run `cmd` once in a fresh process, cold, optionally inside a `limit`-byte memory cgroup."""
+    res = Result(label, what, limit=f"{limit // MiB} MiB" if limit else "")
+    cleanup()
+    res.cold = drop_caches()
+    cg: MemCgroup | None = None
+    if limit:
+        made = MemCgroup.create(f"wpbench-{os.getpid()}", limit)
+        if isinstance(made, str):
+            res.note = f"not run: could not create a memory cgroup ({made})"
+            log(f"{label}: {res.note}")
+            return res
+        cg = made
+    log(
+        f"{label}: {' '.join(cmd)}"
+        + (f"  [memory limit {limit // MiB} MiB, cgroup v{cg.version}]" if cg else "")
+    )
+    logfile = logs / f"{label}.log"
+    hwm: dict[int, int] = {}
+    t0 = time.perf_counter()
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=cg.join if cg else None
+        )
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        while True:
+            pids = _tree(proc.pid)
+            anon = 0
+            for p in pids:
+                st = _status(p)
+                hwm[p] = max(hwm.get(p, 0), st.get("VmHWM", 0))
+                anon += st.get("RssAnon", 0)
+            res.peak_anon_mib = max(res.peak_anon_mib, anon / MiB)
+            if select.select([pidfd], [], [], POLL_S)[0]:
+                break
+        _, status, ru = os.wait4(proc.pid, 0)
+        res.wall_s = time.perf_counter() - t0
+    finally:
+        os.close(pidfd)
+    proc.returncode = res.rc = os.waitstatus_to_exitcode(status)
+    t1 = time.perf_counter()
+    os.sync()
+    res.sync_s = time.perf_counter() - t1
+    res.peak_rss_mib = sum(hwm.values()) / MiB
+    res.ru_maxrss_mib = ru.ru_maxrss * 1024 / MiB
+    if cg:
+        res.oom_killed = cg.oom_kills() > 0
+        peak = cg.peak()
+        res.cgroup_peak_mib = peak / MiB if peak is not None else None
+        cg.remove()
+    if res.rc != 0:
+        tail = logfile.read_bytes()[-600:].decode(errors="replace").strip().splitlines()
+        why = "OOM-killed" if res.oom_killed else f"exit {res.rc}"
+        res.note = (res.note + f"; {why}" if res.note else why) + (
+            f": {tail[-1][:160]}" if tail and not res.oom_killed else ""
+        )
+    log(
+        f"{label}: rc={res.rc} wall={res.wall_s:.1f}s sync={res.sync_s:.1f}s "
+        f"rss={res.peak_rss_mib:.0f}MiB anon={res.peak_anon_mib:.0f}MiB"
+        + (f" cgroup_peak={res.cgroup_peak_mib:.0f}MiB oom={res.oom_killed}" if cg else "")
+    )
+    cleanup()
+    return res
+
+
+# --------------------------------------------------------------------------- phases
+
+# Runs in a fresh interpreter: wraps the converter's internals with timers and converts once.
+PHASES = textwrap.dedent(
+    """
+    import json, sys, time
+    T0 = time.perf_counter()
+    from collections import defaultdict
+    from pathlib import Path
+    import weightprep.io.safetensors_writer as w
+    import weightprep.llama.convert as c
+    t = defaultdict(float)
+    t["import torch + weightprep"] = time.perf_counter() - T0
+
+    def timed(mod, name, key):
+        orig = getattr(mod, name)
+        def f(*a, **k):
+            s = time.perf_counter()
+            try:
+                return orig(*a, **k)
+            finally:
+                t[key] += time.perf_counter() - s
+        setattr(mod, name, f)
+
+    class Sha:
+        def __init__(self):
+            import hashlib
+            self.h = hashlib.sha256()
+        def update(self, b):
+            s = time.perf_counter()
+            self.h.update(b)
+            t["sha256 of written bytes"] += time.perf_counter() - s
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    W = "write (incl. mmap page-in)"
+    class File:
+        def __init__(self, *a):
+            self.f = open(*a)
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            s = time.perf_counter()
+            self.f.close()
+            t[W] += time.perf_counter() - s
+        def write(self, b):
+            s = time.perf_counter()
+            n = self.f.write(b)
+            t[W] += time.perf_counter() - s
+            return n
+
+    timed(c, "load_state_dict", "open .pth (torch.load, mmap)")
+    timed(c, "_check_inputs", "check names/shapes")
+    timed(c, "tokenizer_files", "tokenizer files (tokenizer.json)")
+    timed(c, "_build", "build: concat/permute/cast")
+    timed(w, "tensor_bytes", "contiguous bytes view")
+    timed(c, "check_written", "re-open written headers")
+    timed(c, "write_sharded", "_write_sharded total")
+    w.hashlib = type("H", (), {"sha256": Sha})
+    w.open = File
+    s = time.perf_counter()
+    c.convert_meta_to_hf(Path(sys.argv[1]), Path(sys.argv[2]), model_size="7B", dtype=sys.argv[3])
+    t["convert_meta_to_hf total"] = time.perf_counter() - s
+    t["process total"] = time.perf_counter() - T0
+    print(json.dumps(t))
+    """
+)
+
+
+def phases(root: Path, work: Path, dtype: str) -> dict[str, float] | str:
+    out = work / f"out-phases-{dtype}"
+    shutil.rmtree(out, ignore_errors=True)
+    cold = drop_caches()
+    try:
+        got = subprocess.run(
+            [sys.executable, "-c", PHASES, str(root), str(out), dtype],
+            capture_output=True,
+            text=True,
+            env=quiet_env(),
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if got.returncode != 0:
+        return f"instrumented run failed: {got.stderr.strip().splitlines()[-1:]}"
+    t: dict[str, float] = json.loads(got.stdout.strip().splitlines()[-1])
+    t["(cold cache)"] = float(cold)
+    return t
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    mem = next(
+        line
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    fs = subprocess.run(
+        ["df", "-hT", str(REPO)], capture_output=True, text=True
+    ).stdout.splitlines()[-1:]
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {int(mem.split()[1]) / (1 << 20):.1f} GiB RAM, "
+        f"kernel {platform.release()}, work disk: `{' '.join(fs[0].split()) if fs else '?'}`"
+    )
+
+
+def fmt(x: float | None, digits: int = 0) -> str:
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| run | what | memory limit | result | wall s | wall + sync s | peak RSS MiB "
+        "| peak anon RSS MiB | cgroup peak MiB |\n|---|---|---|---|--:|--:|--:|--:|--:|\n"
+    )
+    rows = []
+    for r in results:
+        if r.rc is None:
+            result = "not run"
+        elif r.rc == 0:
+            result = "ok"
+        else:
+            result = "**OOM-killed**" if r.oom_killed else f"**exit {r.rc}**"
+        timed = r.rc is not None
+        rows.append(
+            f"| {r.label} | {r.what} | {r.limit or 'none'} | {result} "
+            f"| {fmt(r.wall_s if timed else None, 1)} | {fmt(r.total_s if timed else None, 1)} "
+            f"| {fmt(r.peak_rss_mib if timed else None)} "
+            f"| {fmt(r.peak_anon_mib if timed else None)} "
+            f"| {fmt(r.cgroup_peak_mib)} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def verdicts(results: list[Result]) -> list[str]:
+    by = {r.label: r for r in results if r.rc == 0}
+    out = []
+    floor, ref = by.get("floor"), by.get("reference")
+    for name in ("ours-fp16", "ours-bf16"):
+        ours = by.get(name)
+        if ours is None:
+            continue
+        if floor:
+            ratio = ours.total_s / floor.total_s
+            out.append(
+                f"- {name}: wall + sync {ours.total_s:.1f}s = **{ratio:.2f}× the I/O floor** "
+                f"({floor.total_s:.1f}s; target ≤ 1.5×: {'met' if ratio <= 1.5 else 'MISSED'})"
+            )
+        if ref:
+            ratio = ours.total_s / ref.total_s
+            out.append(
+                f"- {name}: **{ratio:.2f}× the reference** ({ref.total_s:.1f}s; "
+                f"target ≤ 0.5×: {'met' if ratio <= 0.5 else 'MISSED'})"
+            )
+        capped = next((r for r in results if r.label == f"{name}@1G"), None)
+        if capped is not None and capped.rc is not None:
+            ok = capped.rc == 0
+            out.append(
+                f"- {name} inside 1 GiB: {'completed (exit 0)' if ok else capped.note} "
+                f"(target: completes; {'met' if ok else 'MISSED'})"
+            )
+    return out
+
+
+def phase_table(ph: dict[str, dict[str, float] | str]) -> str:
+    if not ph:
+        return ""
+    keys: list[str] = []
+    for t in ph.values():
+        if isinstance(t, dict):
+            keys += [k for k in t if k not in keys and not k.startswith("(")]
+    lines = [
+        "| phase (instrumented in-process run, cold cache) | "
+        + " | ".join(f"{d} s" for d in ph)
+        + " |",
+        "|---|" + "--:|" * len(ph),
+    ]
+    for k in keys:
+        cells = [fmt(t.get(k), 2) if isinstance(t, dict) else "–" for t in ph.values()]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    for d, t in ph.items():
+        if isinstance(t, str):
+            lines.append(f"\n{d}: {t}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_limit(text: str) -> int:
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    mult = {"K": 1 << 10, "M": MiB, "G": GiB}.get(text[-1:], 1)
+    return int(float(text.rstrip("KMG")) * mult)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--ref-python",
+        type=Path,
+        help="python of a venv with transformers 4.47.1 "
+        "(+accelerate): runs its convert_llama_weights_to_hf.py; skipped if missing",
+    )
+    ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out")
+    ap.add_argument(
+        "--ref-limits",
+        default="1G,2G,3G",
+        help="memory limits to try the reference under (comma-separated; '' for none)",
+    )
+    ap.add_argument(
+        "--ours-limit", default="1G", help="memory limit for our converter's cgroup runs"
+    )
+    ap.add_argument("--no-phases", action="store_true", help="skip the instrumented phase runs")
+    ap.add_argument("--repeat", type=int, default=1, help="repetitions of each unlimited run")
+    args = ap.parse_args(argv)
+
+    started = time.monotonic()
+    work = args.workdir.absolute()
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ref_python = args.ref_python.absolute() if args.ref_python else None
+    notes: list[str] = []
+    if ref_python is not None and not ref_python.is_file():
+        notes.append(
+            f"reference skipped: {args.ref_python} does not exist (`make peers` builds it)"
+        )
+        ref_python = None
+    elif ref_python is None:
+        notes.append("reference skipped: no --ref-python given")
+
+    root = work / "LLaMA-1B"
+    pth = build_checkpoint(root, ref_python)
+    in_bytes = pth.stat().st_size
+    weightprep = Path(sys.executable).with_name("weightprep")
+    if not weightprep.is_file():
+        raise SystemExit(
+            f"{weightprep}: not found; run with the python of the venv weightprep is installed in"
+        )
+    out = work / "out-convert"
+    floor_file = work / "floor.bin"
+    ref_tmp = work / "ref-tmp"
+
+    def rm_outputs() -> None:
+        for p in (out, out.with_name(out.name + ".partial"), floor_file, ref_tmp):
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+    def ours(dtype: str) -> list[str]:
+        return [
+            str(weightprep),
+            "convert-llama",
+            str(root),
+            str(out),
+            "--model-size",
+            "7B",
+            "--quiet",
+            "--dtype",
+            dtype,
+        ]
+
+    def ref_cmd() -> list[str]:
+        assert ref_python is not None
+        return [
+            str(ref_python),
+            str(ref_script(ref_python)),
+            "--input_dir",
+            str(ref_input(root, work)),
+            "--model_size",
+            "7B",
+            "--output_dir",
+            str(out),
+        ]
+
+    runs: list[tuple[str, str, list[str], int | None, dict[str, str]]] = []
+    plain = quiet_env()
+    ref_env = quiet_env(TMPDIR=str(ref_tmp))  # its temporary .bin shards land in WORK
+    for i in range(args.repeat):
+        sfx = f"#{i + 1}" if args.repeat > 1 else ""
+        runs += [
+            (
+                f"floor-read{sfx}",
+                "`dd` cold read of the .pth to /dev/null",
+                ["dd", f"if={pth}", "of=/dev/null", "bs=16M"],
+                None,
+                plain,
+            ),
+            (
+                f"floor{sfx}",
+                "(d) I/O floor: `dd` copy of the .pth, then `sync`",
+                ["dd", f"if={pth}", f"of={floor_file}", "bs=16M"],
+                None,
+                plain,
+            ),
+            (f"ours-fp16{sfx}", "(a) weightprep, float16", ours("float16"), None, plain),
+            (
+                f"ours-bf16{sfx}",
+                "(b) weightprep, `--dtype bfloat16`",
+                ours("bfloat16"),
+                None,
+                plain,
+            ),
+        ]
+        if ref_python:
+            runs.append(
+                (f"reference{sfx}", "(c) transformers 4.47.1 converter", ref_cmd(), None, ref_env)
+            )
+    if args.ours_limit:
+        lim = parse_limit(args.ours_limit)
+        tag = args.ours_limit.upper().removesuffix("IB").removesuffix("B")
+        runs += [
+            (f"ours-fp16@{tag}", "(a) weightprep, float16", ours("float16"), lim, plain),
+            (
+                f"ours-bf16@{tag}",
+                "(b) weightprep, `--dtype bfloat16`",
+                ours("bfloat16"),
+                lim,
+                plain,
+            ),
+        ]
+    if ref_python:
+        for text in filter(None, (s.strip() for s in args.ref_limits.split(","))):
+            tag = text.upper().removesuffix("IB").removesuffix("B")
+            runs.append(
+                (
+                    f"reference@{tag}",
+                    "(c) transformers 4.47.1 converter",
+                    ref_cmd(),
+                    parse_limit(text),
+                    ref_env,
+                )
+            )
+
+    results = []
+    for label, what, cmd, limit, env in runs:
+        results.append(measure(label, what, cmd, logs, env=env, limit=limit, cleanup=rm_outputs))
+        (work / "convert.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+    shutil.rmtree(work / "ref-input", ignore_errors=True)
+
+    ph: dict[str, dict[str, float] | str] = {}
+    if not args.no_phases:
+        for dtype in ("float16", "bfloat16"):
+            log(f"phases: instrumented {dtype} conversion")
+            ph[dtype] = phases(root, work, dtype)
+
+    cold = all(r.cold for r in results if r.rc is not None)
+    cg_note = next(
+        (r.note for r in results if r.note.startswith("not run: could not create")), None
+    )
+    v = "v2" if "memory" in _read(Path("/sys/fs/cgroup/cgroup.controllers")).split() else "v1"
+    doc = [
+        f"# convert-llama benchmark: {in_bytes / 1e9:.2f} GB Meta checkpoint "
+        f"(dim {PARAMS['dim']}, {PARAMS['n_layers']} layers, vocab {N_PIECES}, fp16)\n",
+        f"Machine: {machine()}.  ",
+        f"Python {platform.python_version()}; each run a fresh process; "
+        + (
+            "page cache dropped before every run (`sync; echo 3 > /proc/sys/vm/drop_caches`)."
+            if cold
+            else "**page cache NOT dropped** (/proc/sys/vm/drop_caches not writable)."
+        ),
+        f"Memory limits: {cg_note or f'cgroup {v} memory controller, swap capped at the limit'}.\n",
+        table(results),
+        "wall + sync: the process's wall time plus the `sync` right after it (data it left dirty).",
+        "peak RSS: VmHWM summed over the process tree (file-backed mmap pages included); "
+        "peak anon RSS: RssAnon summed over the tree, polled every 50 ms.\n",
+        *verdicts(results),
+        *([""] + [f"- {n}" for n in notes] if notes else []),
+        "",
+        phase_table(ph),
+        f"Total benchmark time: {time.monotonic() - started:.0f}s.",
+    ]
+    text = "\n".join(doc) + "\n"
+    (work / "convert.md").write_text(text)
+    (work / "convert.json").write_text(
+        json.dumps(
+            {"results": [asdict(r) for r in results], "phases": ph, "machine": machine()}, indent=2
+        )
+    )
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from weightprep.cli.app import app
+from weightprep.cli.common import parse_size
+
+
+def test_parse_size() -> None:
+    assert parse_size("5GB") == 5 * 10**9
+    assert parse_size("512MiB") == 512 * 2**20
+    assert parse_size("1000") == 1000
+
+
+def test_json_report(meta_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["convert-llama", str(meta_root), str(out), "--model-size", "13B", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["num_shards"] == 2 and rep["dtype"] == "float16" and rep["llama_version"] == 1
+    assert set(rep["files"]) == {x.name for x in out.iterdir()} - {"SHA256SUMS"}
+
+
+def test_quiet_prints_nothing(meta_root: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["convert-llama", str(meta_root / "7B"), str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 0 and res.output == ""
+
+
+def test_bad_max_shard_size(meta_root: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["convert-llama", str(meta_root), str(tmp_path / "o"), "--max-shard-size", "lots"])
+    assert res.exit_code == 2 and "5GB" in res.output
+
+
+def test_help_is_light_and_has_examples() -> None:
+    # `weightprep --help` must not import torch/transformers.
+    code = "import sys; from weightprep.cli.app import app; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    res = CliRunner().invoke(app, ["convert-llama", "--help"])
+    assert res.exit_code == 0 and "weightprep convert-llama ~/LLaMA" in res.output
+
+
+def test_make_example_refuses_non_empty(tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("1")
+    res = CliRunner().invoke(app, ["make-example", str(tmp_path)])
+    assert res.exit_code == 2 and "not empty" in res.output
