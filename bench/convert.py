@@ -451,9 +451,10 @@ PHASES = textwrap.dedent(
         setattr(mod, name, f)
 
     class Sha:
-        def __init__(self):
+        def __init__(self, data=b""):
             import hashlib
             self.h = hashlib.sha256()
+            self.update(data)
         def update(self, b):
             s = time.perf_counter()
             self.h.update(b)

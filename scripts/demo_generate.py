@@ -11,7 +11,9 @@ tok = AutoTokenizer.from_pretrained(folder)
 model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float16)
 ids = tok("The image shows a dog", return_tensors="pt").input_ids
 out = model.generate(ids, max_new_tokens=8, do_sample=False)
-print(f"loaded {folder} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-      f"{next(model.parameters()).dtype}); greedy continuation of 'The image shows a dog':")
-print("  ", repr(tok.decode(out[0, ids.shape[1]:])))
+print(
+    f"loaded {folder} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+    f"{next(model.parameters()).dtype}); greedy continuation of 'The image shows a dog':"
+)
+print("  ", repr(tok.decode(out[0, ids.shape[1] :])))
 print(f"result: {folder.resolve()}")

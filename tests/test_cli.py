@@ -17,7 +17,9 @@ def test_parse_size() -> None:
 
 def test_json_report(meta_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
-    res = CliRunner().invoke(app, ["convert-llama", str(meta_root), str(out), "--model-size", "13B", "--json"])
+    res = CliRunner().invoke(
+        app, ["convert-llama", str(meta_root), str(out), "--model-size", "13B", "--json"]
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
     assert rep["num_shards"] == 2 and rep["dtype"] == "float16" and rep["llama_version"] == 1
@@ -25,12 +27,16 @@ def test_json_report(meta_root: Path, tmp_path: Path) -> None:
 
 
 def test_quiet_prints_nothing(meta_root: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["convert-llama", str(meta_root / "7B"), str(tmp_path / "o"), "-q"])
+    res = CliRunner().invoke(
+        app, ["convert-llama", str(meta_root / "7B"), str(tmp_path / "o"), "-q"]
+    )
     assert res.exit_code == 0 and res.output == ""
 
 
 def test_bad_max_shard_size(meta_root: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["convert-llama", str(meta_root), str(tmp_path / "o"), "--max-shard-size", "lots"])
+    res = CliRunner().invoke(
+        app, ["convert-llama", str(meta_root), str(tmp_path / "o"), "--max-shard-size", "lots"]
+    )
     assert res.exit_code == 2 and "5GB" in res.output
 
 

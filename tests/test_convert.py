@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from tests.conftest import SIZES
-from weightprep.errors import CheckpointError, InputError, OutputExistsError
+from weightprep.errors import OutputExistsError
 from weightprep.io.atomic import partial_path
 from weightprep.llama.convert import convert_meta_to_hf
 from weightprep.llama.names import rules_for, unpermute_rotary
@@ -88,7 +88,9 @@ def meta_forward(w: dict[str, torch.Tensor], p, ids: torch.Tensor) -> torch.Tens
         o = torch.einsum("hqk,khd->qhd", att.softmax(-1), v).reshape(n, -1)
         x = x + o @ w[L + "attention.wo.weight"].T
         h = rms(x, w[L + "ffn_norm.weight"])
-        ff = torch.nn.functional.silu(h @ w[L + "feed_forward.w1.weight"].T) * (h @ w[L + "feed_forward.w3.weight"].T)
+        ff = torch.nn.functional.silu(h @ w[L + "feed_forward.w1.weight"].T) * (
+            h @ w[L + "feed_forward.w3.weight"].T
+        )
         x = x + ff @ w[L + "feed_forward.w2.weight"].T
     return rms(x, w["norm.weight"]) @ w["output.weight"].T
 
@@ -129,16 +131,26 @@ def test_config_and_files(converted) -> None:
     one = json.loads((converted("7B") / "config.json").read_text())
     assert one["max_position_embeddings"] == 2048 and one["num_key_value_heads"] == 8
     names = sorted(x.name for x in out.iterdir())
-    assert names == sorted([
-        "SHA256SUMS", "config.json", "generation_config.json", "model-00001-of-00001.safetensors",
-        "model.safetensors.index.json", "special_tokens_map.json", "tokenizer.json",
-        "tokenizer.model", "tokenizer_config.json",
-    ])
+    assert names == sorted(
+        [
+            "SHA256SUMS",
+            "config.json",
+            "generation_config.json",
+            "model-00001-of-00001.safetensors",
+            "model.safetensors.index.json",
+            "special_tokens_map.json",
+            "tokenizer.json",
+            "tokenizer.model",
+            "tokenizer_config.json",
+        ]
+    )
 
 
 def test_sha256sums_accepted_by_sha256sum(converted) -> None:
     out = converted("13B")
-    res = subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
+    res = subprocess.run(
+        ["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=out, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     listed = {line.split("  ", 1)[1] for line in (out / "SHA256SUMS").read_text().splitlines()}
     assert listed == {x.name for x in out.iterdir()} - {"SHA256SUMS"}
@@ -156,7 +168,9 @@ def test_small_max_shard_size_gives_many_shards(meta_root: Path, converted, tmp_
     assert subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out).returncode == 0
 
 
-def test_size_folder_with_tokenizer_one_level_up(meta_root: Path, converted, tmp_path: Path) -> None:
+def test_size_folder_with_tokenizer_one_level_up(
+    meta_root: Path, converted, tmp_path: Path
+) -> None:
     out = tmp_path / "direct"
     convert_meta_to_hf(meta_root / "13B", out)
     a, b = load_hf(out), load_hf(converted("13B"))

@@ -89,9 +89,20 @@ def _break(root: Path, how: str) -> tuple[str, str]:
 
 
 CASES = [
-    "no-params", "bad-params-json", "no-tokenizer", "bad-tokenizer", "no-shards",
-    "missing-shard-13B", "gap-in-shards", "shapes-vs-params", "layers-vs-params", "truncated",
-    "empty", "pickle-with-code", "not-a-dict", "replicated-differs",
+    "no-params",
+    "bad-params-json",
+    "no-tokenizer",
+    "bad-tokenizer",
+    "no-shards",
+    "missing-shard-13B",
+    "gap-in-shards",
+    "shapes-vs-params",
+    "layers-vs-params",
+    "truncated",
+    "empty",
+    "pickle-with-code",
+    "not-a-dict",
+    "replicated-differs",
 ]
 
 
@@ -127,7 +138,9 @@ def test_disk_space_preflight(root: Path, tmp_path: Path, monkeypatch) -> None:
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
-    res = CliRunner().invoke(app, ["convert-llama", str(root), str(tmp_path / "o"), "--model-size", "7B"])
+    res = CliRunner().invoke(
+        app, ["convert-llama", str(root), str(tmp_path / "o"), "--model-size", "7B"]
+    )
     assert res.exit_code == 2
     assert "not enough free disk: need" in res.output and "have 1000 B" in res.output
     assert not (tmp_path / "o").exists() and not partial_path(tmp_path / "o").exists()

@@ -12,11 +12,31 @@ from weightprep.llama.params import hf_config, parse_params
 
 # Meta's params.json for each size, as shipped (LLaMA-1), and LLaMA-2 70B's.
 REAL = {
-    "7B": ('{"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-06, "vocab_size": -1}', 11008, 6_738_415_616),
-    "13B": ('{"dim": 5120, "multiple_of": 256, "n_heads": 40, "n_layers": 40, "norm_eps": 1e-06, "vocab_size": -1}', 13824, 13_015_864_320),
-    "30B": ('{"dim": 6656, "multiple_of": 256, "n_heads": 52, "n_layers": 60, "norm_eps": 1e-06, "vocab_size": -1}', 17920, 32_528_943_616),
-    "65B": ('{"dim": 8192, "multiple_of": 256, "n_heads": 64, "n_layers": 80, "norm_eps": 1e-05, "vocab_size": -1}', 22016, 65_285_660_672),
-    "70B": ('{"dim": 8192, "multiple_of": 4096, "ffn_dim_multiplier": 1.3, "n_heads": 64, "n_kv_heads": 8, "n_layers": 80, "norm_eps": 1e-05, "vocab_size": -1}', 28672, 68_976_648_192),
+    "7B": (
+        '{"dim": 4096, "multiple_of": 256, "n_heads": 32, "n_layers": 32, "norm_eps": 1e-06, "vocab_size": -1}',
+        11008,
+        6_738_415_616,
+    ),
+    "13B": (
+        '{"dim": 5120, "multiple_of": 256, "n_heads": 40, "n_layers": 40, "norm_eps": 1e-06, "vocab_size": -1}',
+        13824,
+        13_015_864_320,
+    ),
+    "30B": (
+        '{"dim": 6656, "multiple_of": 256, "n_heads": 52, "n_layers": 60, "norm_eps": 1e-06, "vocab_size": -1}',
+        17920,
+        32_528_943_616,
+    ),
+    "65B": (
+        '{"dim": 8192, "multiple_of": 256, "n_heads": 64, "n_layers": 80, "norm_eps": 1e-05, "vocab_size": -1}',
+        22016,
+        65_285_660_672,
+    ),
+    "70B": (
+        '{"dim": 8192, "multiple_of": 4096, "ffn_dim_multiplier": 1.3, "n_heads": 64, "n_kv_heads": 8, "n_layers": 80, "norm_eps": 1e-05, "vocab_size": -1}',
+        28672,
+        68_976_648_192,
+    ),
 }
 
 

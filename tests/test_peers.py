@@ -43,7 +43,15 @@ def reference(meta_root: Path, tmp_path_factory: pytest.TempPathFactory):
             "sys.argv = ['convert'] + sys.argv[1:]\n"
             "runpy.run_module('transformers.models.llama.convert_llama_weights_to_hf', run_name='__main__')\n"
         )
-        run_peer("transformers-4.47.1", code, "--input_dir", str(inp), "--output_dir", str(out), *REF_ARGS[size])
+        run_peer(
+            "transformers-4.47.1",
+            code,
+            "--input_dir",
+            str(inp),
+            "--output_dir",
+            str(out),
+            *REF_ARGS[size],
+        )
         return out
 
     return run

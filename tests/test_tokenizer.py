@@ -55,7 +55,11 @@ def test_auto_tokenizer_in_current_transformers(converted) -> None:
 
     out = converted("7B")
     tok = AutoTokenizer.from_pretrained(out)
-    pairs = [(s, e) for s, e in zip(STRINGS, expected(out), strict=True) if not (s[:1].isspace() or s.startswith("▁"))]
+    pairs = [
+        (s, e)
+        for s, e in zip(STRINGS, expected(out), strict=True)
+        if not (s[:1].isspace() or s.startswith("▁"))
+    ]
     assert len(pairs) >= 45
     assert [tok(s)["input_ids"] for s, _ in pairs] == [e for _, e in pairs]
 
@@ -75,7 +79,9 @@ def test_slow_and_fast_in_lavis_transformers(converted) -> None:
     )
     strings_file = out.parent / "strings.json"
     strings_file.write_text(json.dumps(STRINGS))
-    got = json.loads(run_peer("transformers-4.33.2", code, str(out), str(strings_file)).splitlines()[-1])
+    got = json.loads(
+        run_peer("transformers-4.33.2", code, str(out), str(strings_file)).splitlines()[-1]
+    )
     assert got["slow"] == expected(out)
     assert got["fast"] == expected(out)
 

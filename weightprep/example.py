@@ -31,7 +31,14 @@ class ExampleModel:
     rope_freqs: bool = True  # LLaMA-1 checkpoints carry `rope.freqs`; LLaMA-2's do not
 
 
-BASE_PARAMS = {"dim": 64, "multiple_of": 32, "n_heads": 8, "n_layers": 2, "norm_eps": 1e-06, "vocab_size": -1}
+BASE_PARAMS = {
+    "dim": 64,
+    "multiple_of": 32,
+    "n_heads": 8,
+    "n_layers": 2,
+    "norm_eps": 1e-06,
+    "vocab_size": -1,
+}
 
 # Folder names follow Meta's download; the shard counts are those of the real sizes.
 EXAMPLES: tuple[ExampleModel, ...] = (
@@ -191,7 +198,9 @@ def make_example(root: Path, seed: int = 0, models: tuple[ExampleModel, ...] = E
     root.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(seed)
     (root / "tokenizer.model").write_bytes(tok)
-    (root / "tokenizer_checklist.chk").write_text(f"{_md5(root / 'tokenizer.model')}  tokenizer.model\n")
+    (root / "tokenizer_checklist.chk").write_text(
+        f"{_md5(root / 'tokenizer.model')}  tokenizer.model\n"
+    )
     vocab = spm.SentencePieceProcessor(model_proto=tok).get_piece_size()
     for k, m in enumerate(models):
         folder = root / m.folder

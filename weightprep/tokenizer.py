@@ -84,7 +84,10 @@ def build_tokenizer_json(data: bytes, source: str = "tokenizer.model") -> str:
             f"{source}: normalizer {n.name!r} (remove_extra_whitespaces={n.remove_extra_whitespaces}) "
             "is not LLaMA's identity rule; cannot reproduce it in tokenizer.json"
         )
-    normal, special = 1, {2, 3, 4}  # SentencePiece piece types: NORMAL; UNKNOWN, CONTROL, USER_DEFINED
+    normal, special = (
+        1,
+        {2, 3, 4},
+    )  # SentencePiece piece types: NORMAL; UNKNOWN, CONTROL, USER_DEFINED
     vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
     scores = {p.piece: p.score for p in proto.pieces}
     mergeable = {p.piece for p in proto.pieces if p.type == normal}

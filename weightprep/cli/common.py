@@ -17,8 +17,18 @@ from weightprep.progress import NullProgress, Progress
 
 T = TypeVar("T")
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -37,13 +47,27 @@ class RichProgress:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress as RP, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import (
+            Progress as RP,
+        )
 
-        self._p = RP(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                     TransferSpeedColumn(), TimeRemainingColumn(),
-                     TextColumn("[dim]{task.fields[item]}"), console=Console(stderr=True),
-                     transient=True)
+        self._p = RP(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("[dim]{task.fields[item]}"),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self._task = None
 
     def start(self, total_bytes: int, label: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,19 +12,40 @@ import typer
 from weightprep.cli.common import make_progress, parse_size, run_core
 
 
-class Dtype(str, Enum):
+class Dtype(StrEnum):
     float16 = "float16"
     bfloat16 = "bfloat16"
     float32 = "float32"
 
 
 def convert_llama(
-    input: Annotated[Path, typer.Argument(help="Meta's download (the folder with tokenizer.model and 7B/), or a size folder.")],
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="Meta's download (the folder with tokenizer.model and 7B/), or a size folder."
+        ),
+    ],
     output: Annotated[Path, typer.Argument(help="New Hugging Face model folder.")],
-    model_size: Annotated[str | None, typer.Option(help="Which size folder to convert when INPUT holds several (7B, 13B, 30B, 65B, or llama-2-7b …).")] = None,
-    llama_version: Annotated[int | None, typer.Option(help="1 (context 2048) or 2 (4096). Default: 2 when params.json has LLaMA-2-only keys, else 1.", min=1, max=2)] = None,
-    dtype: Annotated[Dtype, typer.Option(help="float16 keeps Meta's bits exactly.")] = Dtype.float16,
-    max_shard_size: Annotated[str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).")] = "5GB",
+    model_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Which size folder to convert when INPUT holds several (7B, 13B, 30B, 65B, or llama-2-7b …)."
+        ),
+    ] = None,
+    llama_version: Annotated[
+        int | None,
+        typer.Option(
+            help="1 (context 2048) or 2 (4096). Default: 2 when params.json has LLaMA-2-only keys, else 1.",
+            min=1,
+            max=2,
+        ),
+    ] = None,
+    dtype: Annotated[
+        Dtype, typer.Option(help="float16 keeps Meta's bits exactly.")
+    ] = Dtype.float16,
+    max_shard_size: Annotated[
+        str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).")
+    ] = "5GB",
     force: Annotated[bool, typer.Option(help="Replace OUTPUT if it already exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -42,19 +63,34 @@ def convert_llama(
     shard_bytes = parse_size(max_shard_size)
     report = run_core(
         lambda: convert_meta_to_hf(
-            input, output, model_size=model_size, llama_version=llama_version,
-            dtype=dtype.value, max_shard_bytes=shard_bytes, force=force,
+            input,
+            output,
+            model_size=model_size,
+            llama_version=llama_version,
+            dtype=dtype.value,
+            max_shard_bytes=shard_bytes,
+            force=force,
             progress=make_progress(quiet or json_out),
         )
     )
     if json_out:
-        typer.echo(json.dumps({
-            "output": str(report.output), "input": str(report.size_dir),
-            "num_shards": report.num_shards, "llama_version": report.llama_version,
-            "dtype": report.dtype, "n_params": report.n_params, "n_tensors": report.n_tensors,
-            "bytes_written": report.bytes_written, "seconds": round(report.seconds, 3),
-            "files": report.files,
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(report.output),
+                    "input": str(report.size_dir),
+                    "num_shards": report.num_shards,
+                    "llama_version": report.llama_version,
+                    "dtype": report.dtype,
+                    "n_params": report.n_params,
+                    "n_tensors": report.n_tensors,
+                    "bytes_written": report.bytes_written,
+                    "seconds": round(report.seconds, 3),
+                    "files": report.files,
+                },
+                indent=2,
+            )
+        )
     elif not quiet:
         gb = report.bytes_written / 1e9
         typer.echo(

@@ -22,7 +22,8 @@ def make_example(
       weightprep make-example /tmp/llama && weightprep convert-llama /tmp/llama out --model-size 7B
     """
     from weightprep.errors import OutputExistsError
-    from weightprep.example import EXAMPLES, make_example as build
+    from weightprep.example import EXAMPLES
+    from weightprep.example import make_example as build
 
     def go() -> Path:
         if folder.exists() and any(folder.iterdir()):
@@ -31,5 +32,7 @@ def make_example(
 
     root = run_core(go)
     if not quiet:
-        sizes = ", ".join(f"{m.folder} ({m.shards} shard{'s' if m.shards > 1 else ''})" for m in EXAMPLES)
+        sizes = ", ".join(
+            f"{m.folder} ({m.shards} shard{'s' if m.shards > 1 else ''})" for m in EXAMPLES
+        )
         typer.echo(f"wrote {root}: tokenizer.model + {sizes}")

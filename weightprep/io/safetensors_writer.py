@@ -109,10 +109,13 @@ def write_sharded(
     if next(it, None) is not None:
         raise AssertionError("writer got more tensors than planned")
     total = sum(s.nbytes for shard in plan for s in shard)
-    index = json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
-        indent=2,
-    ).encode() + b"\n"
+    index = (
+        json.dumps(
+            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))},
+            indent=2,
+        ).encode()
+        + b"\n"
+    )
     (folder / INDEX_NAME).write_bytes(index)
     digests[INDEX_NAME] = hashlib.sha256(index).hexdigest()
     return digests
@@ -130,7 +133,9 @@ def check_written(folder: Path, plan: list[list[TensorSpec]]) -> None:
         if path.stat().st_size != expected_size:
             raise VerificationError(f"{path}: size {path.stat().st_size}, expected {expected_size}")
         with safe_open(str(path), framework="pt") as f:
-            if list(f.keys()) != [s.name for s in shard] and set(f.keys()) != {s.name for s in shard}:
+            if list(f.keys()) != [s.name for s in shard] and set(f.keys()) != {
+                s.name for s in shard
+            }:
                 raise VerificationError(f"{path}: tensor names differ from the plan")
             for s in shard:
                 sl = f.get_slice(s.name)

@@ -22,7 +22,13 @@ from weightprep.io.pth import load_state_dict
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
 from weightprep.llama.layout import locate
 from weightprep.llama.names import NameRule, is_ignored, permute_rotary, rules_for
-from weightprep.llama.params import KNOWN_SHARDS, LlamaParams, generation_config, hf_config, read_params
+from weightprep.llama.params import (
+    KNOWN_SHARDS,
+    LlamaParams,
+    generation_config,
+    hf_config,
+    read_params,
+)
 from weightprep.progress import NullProgress, Progress
 from weightprep.tokenizer import read_spm, tokenizer_files
 
@@ -71,14 +77,20 @@ def _merged_shape(rule: NameRule, parts: list[torch.Tensor]) -> tuple[int, ...]:
 
 
 def _check_inputs(
-    shards: list[dict[str, torch.Tensor]], paths: tuple[Path, ...], rules: list[NameRule],
-    p: LlamaParams, vocab: int,
+    shards: list[dict[str, torch.Tensor]],
+    paths: tuple[Path, ...],
+    rules: list[NameRule],
+    p: LlamaParams,
+    vocab: int,
 ) -> None:
     wanted = {r.meta for r in rules}
     for sd, path in zip(shards, paths, strict=True):
         missing = sorted(wanted - set(sd))
         if missing:
-            raise InputError(f"{path}: missing tensor(s) {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+            raise InputError(
+                f"{path}: missing tensor(s) {', '.join(missing[:3])}"
+                + (" ..." if len(missing) > 3 else "")
+            )
         extra = sorted(k for k in set(sd) - wanted if not is_ignored(k))
         if extra:
             raise InputError(
@@ -103,8 +115,9 @@ def _check_inputs(
         )
 
 
-def _build(rule: NameRule, parts: list[torch.Tensor], p: LlamaParams, dtype: torch.dtype,
-           path: Path) -> torch.Tensor:
+def _build(
+    rule: NameRule, parts: list[torch.Tensor], p: LlamaParams, dtype: torch.dtype, path: Path
+) -> torch.Tensor:
     if rule.concat_dim is None:
         t = parts[0]
         for other in parts[1:]:
@@ -149,7 +162,9 @@ def convert_meta_to_hf(
     p = read_params(ckpt.params)
     version = llama_version or (2 if p.llama2_keys else 1)
     if version not in (1, 2):
-        raise InputError(f"--llama-version {version}: only 1 and 2 are LLaMA checkpoints this reads")
+        raise InputError(
+            f"--llama-version {version}: only 1 and 2 are LLaMA checkpoints this reads"
+        )
     known = KNOWN_SHARDS.get((model_size or "").upper())
     if known is not None and known != len(ckpt.shards):
         raise InputError(
@@ -157,7 +172,10 @@ def convert_meta_to_hf(
         )
     spm = read_spm(ckpt.tokenizer)
     vocab = spm.vocab_size if p.vocab_size <= 0 else p.vocab_size
-    if output.absolute() == ckpt.size_dir.absolute() or ckpt.size_dir.absolute() in output.absolute().parents:
+    if (
+        output.absolute() == ckpt.size_dir.absolute()
+        or ckpt.size_dir.absolute() in output.absolute().parents
+    ):
         raise InputError(f"{output}: is inside the input folder {ckpt.size_dir}; write elsewhere")
 
     shards = [load_state_dict(path) for path in ckpt.shards]
@@ -167,8 +185,12 @@ def convert_meta_to_hf(
     specs = [TensorSpec(r.hf, target, expected_shape(r, p, vocab)) for r in rules]
     plan = plan_shards(specs, max_shard_bytes)
     total = sum(s.nbytes for s in specs)
-    tok_files = tokenizer_files(ckpt.tokenizer, max_length=hf_config(p, vocab, version, dtype)["max_position_embeddings"])
-    check_free_space(output.absolute().parent, total + sum(len(v) for v in tok_files.values()) + (1 << 20))
+    tok_files = tokenizer_files(
+        ckpt.tokenizer, max_length=hf_config(p, vocab, version, dtype)["max_position_embeddings"]
+    )
+    check_free_space(
+        output.absolute().parent, total + sum(len(v) for v in tok_files.values()) + (1 << 20)
+    )
 
     def tensors() -> Iterator[tuple[str, torch.Tensor]]:
         for r in rules:
@@ -179,7 +201,9 @@ def convert_meta_to_hf(
         config["max_position_embeddings"] = 16384  # CodeLlama-style long-context checkpoints
     extra = {
         "config.json": (json.dumps(config, indent=2) + "\n").encode(),
-        "generation_config.json": (json.dumps(generation_config(version), indent=2) + "\n").encode(),
+        "generation_config.json": (
+            json.dumps(generation_config(version), indent=2) + "\n"
+        ).encode(),
         **tok_files,
     }
     progress.start(total, f"convert {ckpt.size_dir.name}")

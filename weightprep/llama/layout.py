@@ -58,7 +58,9 @@ def locate(input_path: Path, model_size: str | None = None) -> MetaCheckpoint:
             )
         if len(dirs) > 1:
             names = ", ".join(d.name for d in dirs)
-            raise InputError(f"{input_path}: holds several models ({names}); pick one with --model-size")
+            raise InputError(
+                f"{input_path}: holds several models ({names}); pick one with --model-size"
+            )
         size_dir = dirs[0]
     params = size_dir / "params.json"
     if not params.is_file():

@@ -54,7 +54,9 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
         raise InputError(f"{source}: missing key(s) {', '.join(missing)}")
     unknown = sorted(set(raw) - KNOWN_KEYS)
     if unknown:
-        raise InputError(f"{source}: unknown key(s) {', '.join(unknown)}; is this a LLaMA 1/2 params.json?")
+        raise InputError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; is this a LLaMA 1/2 params.json?"
+        )
     try:
         p = LlamaParams(
             dim=int(raw["dim"]),
@@ -64,7 +66,9 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
             vocab_size=int(raw.get("vocab_size", -1)),
             multiple_of=int(raw.get("multiple_of", 256)),
             ffn_dim_multiplier=(
-                float(raw["ffn_dim_multiplier"]) if raw.get("ffn_dim_multiplier") is not None else None
+                float(raw["ffn_dim_multiplier"])
+                if raw.get("ffn_dim_multiplier") is not None
+                else None
             ),
             norm_eps=float(raw["norm_eps"]),
             rope_theta=float(raw.get("rope_theta", 10000.0)),
