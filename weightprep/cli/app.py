@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from weightprep import __version__
+from weightprep.cli.checks import hash_cmd, manifests_cmd, verify_cmd
 from weightprep.cli.convert import convert_llama
 from weightprep.cli.example import make_example
 
@@ -17,6 +18,9 @@ app = typer.Typer(
 )
 app.command("convert-llama")(convert_llama)
 app.command("make-example")(make_example)
+app.command("hash")(hash_cmd)
+app.command("verify")(verify_cmd)
+app.command("manifests")(manifests_cmd)
 
 
 def _version(value: bool) -> None:

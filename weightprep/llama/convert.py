@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from math import prod
 from pathlib import Path
 
 import torch
@@ -221,16 +222,9 @@ def convert_meta_to_hf(
         num_shards=len(ckpt.shards),
         llama_version=version,
         dtype=dtype,
-        n_params=sum(prod_shape(s.shape) for s in specs),
+        n_params=sum(prod(s.shape) for s in specs),
         n_tensors=len(specs),
         bytes_written=total,
         files=files,
         seconds=time.monotonic() - t0,
     )
-
-
-def prod_shape(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

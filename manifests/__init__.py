@@ -1,0 +1,1 @@
+"""Shipped manifests (one YAML per published checkpoint), installed as package data."""

@@ -1,0 +1,224 @@
+"""Hash folders and verify them against manifests, in parallel, with sizes checked first.
+
+Files are hashed on a thread pool: hashlib releases the GIL while it digests large buffers, and
+reads release it too, so N files hash on N cores. Tensor digests (sha256 of each tensor's raw
+little-endian bytes, with its dtype and shape) do not depend on the container or the sharding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from weightprep.errors import InputError
+from weightprep.manifest import FileEntry, Manifest, ManifestError, TensorEntry, check_relpath
+from weightprep.progress import NullProgress, Progress
+
+CHUNK = 8 * 2**20
+TENSOR_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def hash_file(
+    path: Path, algos: tuple[str, ...] = ("sha256",), progress: Progress | None = None
+) -> dict[str, str]:
+    """Digest a file in 8 MiB chunks into one reused buffer. Example: `hash_file(p)["sha256"]`."""
+    progress = progress or NullProgress()
+    hs = [hashlib.new(a) for a in algos]
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            for h in hs:
+                h.update(view[:n])
+            progress.advance(n)
+    return {a: h.hexdigest() for a, h in zip(algos, hs, strict=True)}
+
+
+def list_files(folder: Path) -> list[str]:
+    """Every regular file under `folder`, as sorted POSIX relative paths (symlinks not followed)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if p.is_file() and not p.is_symlink():
+                out.append(p.relative_to(folder).as_posix())
+    return sorted(out)
+
+
+def workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def hash_tree(
+    folder: Path, progress: Progress | None = None, algos: tuple[str, ...] = ("sha256",)
+) -> dict[str, FileEntry]:
+    """Size and digest of every file under `folder`, hashed in parallel."""
+    progress = progress or NullProgress()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    rels = list_files(folder)
+    sizes = {r: (folder / r).stat().st_size for r in rels}
+    progress.start(sum(sizes.values()), f"hash {folder.name}")
+    with ThreadPoolExecutor(workers()) as pool:
+        digests = list(pool.map(lambda r: hash_file(folder / r, algos, progress), rels))
+    progress.finish()
+    return {r: FileEntry(size=sizes[r], **d) for r, d in zip(rels, digests, strict=True)}
+
+
+def resolve_inside(folder: Path, rel: str) -> Path:
+    """`folder/rel`, refusing anything (such as a symlink) that resolves outside `folder`."""
+    check_relpath(rel, str(folder))
+    root = folder.resolve()
+    p = (folder / rel).resolve()
+    if p != root and root not in p.parents:
+        raise ManifestError(f"{folder / rel}: resolves outside {folder} (symlink?); refused")
+    return folder / rel
+
+
+@dataclass(frozen=True)
+class Result:
+    path: str
+    status: str  # OK | MISMATCH | MISSING | EXTRA
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    folder: Path
+    manifest: str
+    results: tuple[Result, ...]
+    strict: bool
+
+    @property
+    def ok(self) -> bool:
+        bad = {"MISMATCH", "MISSING"} | ({"EXTRA"} if self.strict else set())
+        return not any(r.status in bad for r in self.results)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+def verify_files(
+    folder: Path,
+    manifest: Manifest,
+    *,
+    strict: bool = False,
+    ignore: frozenset[str] = frozenset(),
+    progress: Progress | None = None,
+) -> VerifyReport:
+    """Compare `folder` with `manifest`: sizes first (cheap), then hashes of same-size files.
+
+    `ignore`: relative paths never reported EXTRA (the manifest file itself, when it lives in
+    the folder it describes). Example: `verify_files(Path("out"), read_manifest(Path("out/SHA256SUMS")))`.
+    """
+    progress = progress or NullProgress()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    paths = {rel: resolve_inside(folder, rel) for rel in manifest.files}  # all refused up front
+    results: dict[str, Result] = {}
+    todo: list[str] = []
+    for rel, e in manifest.files.items():
+        p = paths[rel]
+        if not p.is_file():
+            results[rel] = Result(rel, "MISSING")
+            continue
+        size = p.stat().st_size
+        if e.size is not None and size != e.size:
+            results[rel] = Result(rel, "MISMATCH", f"size {size}, expected {e.size}")
+        else:
+            todo.append(rel)
+    progress.start(sum(paths[r].stat().st_size for r in todo), f"verify {folder.name}")
+
+    def check(rel: str) -> Result:
+        e = manifest.files[rel]
+        algo = "sha256" if e.sha256 else "md5"
+        got = hash_file(paths[rel], (algo,), progress)[algo]
+        want = e.sha256 or e.md5
+        return (
+            Result(rel, "OK", algo)
+            if got == want
+            else Result(rel, "MISMATCH", f"{algo} {got}, expected {want}")
+        )
+
+    with ThreadPoolExecutor(workers()) as pool:
+        for r in pool.map(check, todo):
+            results[r.path] = r
+    progress.finish()
+    listed = set(manifest.files)
+    for rel in list_files(folder):
+        if rel not in listed and rel not in ignore:
+            results[rel] = Result(rel, "EXTRA")
+    order = sorted(results)
+    return VerifyReport(folder, manifest.name, tuple(results[r] for r in order), strict)
+
+
+def tensor_digest(t) -> TensorEntry:
+    from weightprep.io.safetensors_writer import tensor_bytes
+
+    return TensorEntry(
+        str(t.dtype).removeprefix("torch."),
+        tuple(t.shape),
+        hashlib.sha256(tensor_bytes(t)).hexdigest(),
+    )
+
+
+def iter_tensors(folder: Path) -> Iterator[tuple[str, str, object]]:
+    """(file, tensor name, tensor) for every tensor in every checkpoint file under `folder`."""
+    from safetensors import safe_open
+
+    from weightprep.io.pth import load_state_dict
+
+    for rel in list_files(folder):
+        p = folder / rel
+        if rel.endswith(".safetensors"):
+            with safe_open(str(p), framework="pt") as f:
+                for k in f.keys():
+                    yield rel, k, f.get_tensor(k)
+        elif rel.endswith((".bin", ".pth", ".pt")):
+            for k, t in load_state_dict(p).items():
+                yield rel, k, t
+
+
+def tensor_digests(folder: Path, progress: Progress | None = None) -> dict[str, TensorEntry]:
+    """Digest of every tensor under `folder`; the same name twice (in two files) is an error."""
+    progress = progress or NullProgress()
+    out: dict[str, TensorEntry] = {}
+    where: dict[str, str] = {}
+    for rel, name, t in iter_tensors(folder):
+        if name in out:
+            raise InputError(f"{folder / rel}: tensor {name} also in {where[name]}")
+        out[name], where[name] = tensor_digest(t), rel
+        progress.advance(t.numel() * t.element_size(), name)
+    return out
+
+
+def verify_tensors(
+    folder: Path, manifest: Manifest, progress: Progress | None = None
+) -> tuple[Result, ...]:
+    if not manifest.tensors:
+        raise ManifestError(f"{manifest.name}: has no tensors: section to check against")
+    got = tensor_digests(folder, progress)
+    res = []
+    for name, want in sorted(manifest.tensors.items()):
+        g = got.get(name)
+        if g is None:
+            res.append(Result(name, "MISSING"))
+        elif g != want:
+            res.append(
+                Result(
+                    name,
+                    "MISMATCH",
+                    f"{g.dtype}{list(g.shape)}, expected {want.dtype}{list(want.shape)}"
+                    if (g.dtype, g.shape) != (want.dtype, want.shape)
+                    else "content differs",
+                )
+            )
+        else:
+            res.append(Result(name, "OK"))
+    res += [Result(n, "EXTRA") for n in sorted(set(got) - set(manifest.tensors))]
+    return tuple(res)

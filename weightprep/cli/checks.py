@@ -1,0 +1,180 @@
+"""`weightprep hash`, `weightprep verify`, `weightprep manifests`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weightprep.cli.common import make_progress, run_core
+
+
+class HashFormat(StrEnum):
+    yaml = "yaml"
+    sha256sum = "sha256sum"
+
+
+def hash_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder to describe.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Manifest file to write.")],
+    tensors: Annotated[
+        bool, typer.Option(help="Also record every tensor's dtype, shape and sha256.")
+    ] = False,
+    format: Annotated[
+        HashFormat, typer.Option(help="yaml (ours) or sha256sum (`sha256sum -c` reads it).")
+    ] = HashFormat.yaml,
+    name: Annotated[
+        str | None, typer.Option(help="Manifest name (default: the folder's name).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Hash every file under FOLDER (in parallel) and write a manifest.
+
+    Examples:
+
+      weightprep hash llama-7b-hf -o llama-7b-hf.yaml --tensors
+
+      weightprep hash ~/LLaMA/7B -o SHA256SUMS --format sha256sum
+    """
+    from weightprep.checksum import hash_tree, tensor_digests
+    from weightprep.io.atomic import write_atomic
+    from weightprep.manifest import Manifest, dump_sums, dump_yaml
+
+    def go() -> Manifest:
+        progress = make_progress(quiet)
+        files = hash_tree(folder, progress)
+        rel_out = _inside(folder, output)
+        files.pop(rel_out, None) if rel_out else None
+        m = Manifest(
+            name or folder.resolve().name,
+            files,
+            tensors=tensor_digests(folder) if tensors else {},
+        )
+        if format is HashFormat.sha256sum and tensors:
+            from weightprep.errors import InputError
+
+            raise InputError("--tensors needs --format yaml (sha256sum lists files only)")
+        write_atomic(
+            output, (dump_sums(m) if format is HashFormat.sha256sum else dump_yaml(m)).encode()
+        )
+        return m
+
+    m = run_core(go)
+    if not quiet:
+        extra = f", {len(m.tensors)} tensors" if m.tensors else ""
+        typer.echo(f"wrote {output}: {len(m.files)} files{extra}")
+
+
+def _inside(folder: Path, path: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def verify_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder to check.")],
+    manifest: Annotated[
+        str,
+        typer.Option(
+            "--manifest",
+            "-m",
+            help="A shipped manifest's name (see `weightprep manifests`), or a file: our YAML, a SHA256SUMS, or a checklist.chk.",
+        ),
+    ],
+    tensors: Annotated[
+        bool, typer.Option(help="Check tensor digests (container- and sharding-independent).")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Files not in the manifest fail the check too.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
+) -> None:
+    """Check FOLDER against a manifest. Exit 0 all listed files match, 1 mismatch/missing, 2 bad input.
+
+    Examples:
+
+      weightprep verify ~/LLaMA --manifest llama-7b
+
+      weightprep verify ~/LLaMA/7B --manifest ~/LLaMA/7B/checklist.chk
+
+      weightprep verify vicuna-7b --manifest vicuna.yaml --tensors
+    """
+    from weightprep.checksum import verify_files, verify_tensors
+    from weightprep.manifest import resolve_manifest
+
+    def go():
+        m, path = resolve_manifest(manifest)
+        rel = _inside(folder, path) if path else None
+        report = verify_files(
+            folder,
+            m,
+            strict=strict,
+            ignore=frozenset({rel} if rel else ()),
+            progress=make_progress(quiet or json_out),
+        )
+        tens = verify_tensors(folder, m) if tensors else ()
+        return m, report, tens
+
+    m, report, tens = run_core(go)
+    tensors_ok = all(r.status == "OK" or (r.status == "EXTRA" and not strict) for r in tens)
+    ok = report.ok and tensors_ok
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "folder": str(folder),
+                    "manifest": m.name,
+                    "ok": ok,
+                    "files": [
+                        {"path": r.path, "status": r.status, "detail": r.detail}
+                        for r in report.results
+                    ],
+                    "tensors": [
+                        {"name": r.path, "status": r.status, "detail": r.detail} for r in tens
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for r in (*report.results, *tens):
+            if quiet and r.status == "OK":
+                continue
+            if r.status == "EXTRA" and quiet and not strict:
+                continue
+            typer.echo(
+                f"{r.status:8} {r.path}"
+                + (f"  ({r.detail})" if r.detail and r.status != "OK" else "")
+            )
+        if not quiet:
+            counts = ", ".join(
+                f"{report.count(s)} {s}" for s in ("OK", "MISMATCH", "MISSING", "EXTRA")
+            )
+            tline = (
+                f"; tensors: {sum(r.status == 'OK' for r in tens)}/{len(m.tensors)} OK"
+                if tens
+                else ""
+            )
+            typer.echo(
+                f"{'verified' if ok else 'FAILED'}: {folder} against {m.name}: {counts}{tline}"
+            )
+    raise typer.Exit(0 if ok else 1)
+
+
+def manifests_cmd() -> None:
+    """List the manifests shipped with weightprep.
+
+    Example:
+
+      weightprep manifests
+    """
+    from weightprep.manifest import shipped
+
+    for name, m in shipped().items():
+        first = m.description.strip().splitlines()[0] if m.description.strip() else ""
+        typer.echo(f"{name:12} {len(m.files):3} files  {first}")
