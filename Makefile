@@ -12,7 +12,7 @@ REF    := $(PEERS)/transformers-4.47.1
 OLD    := $(PEERS)/transformers-4.33.2
 DEMO   := demo-output
 
-.PHONY: install peers test test-fast demo bench lint clean
+.PHONY: install peers test test-fast demo bench bench-hash lint clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,9 @@ demo: install
 
 bench: install peers
 	$(BIN)/python bench/convert.py --ref-python $(REF)/bin/python
+
+bench-hash: install
+	$(BIN)/python bench/hash.py
 
 lint: install
 	$(BIN)/ruff check weightprep tests bench scripts

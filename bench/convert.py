@@ -3,35 +3,40 @@
 Builds (once, cached in the work folder) a ~1B-parameter LLaMA checkpoint in Meta's layout:
 dim 2048, 16 layers, 16 heads, a real 32000-piece SentencePiece tokenizer, fp16 weights,
 ~1.9 GB: `ROOT/tokenizer.model` + `ROOT/7B/{params.json,consolidated.00.pth}`. Then runs, each
-in a fresh process with the page cache dropped first (when /proc/sys/vm/drop_caches is
-writable):
+in a fresh process with the page cache dropped first (`sync; echo 3 >
+/proc/sys/vm/drop_caches`, when writable):
 
   floor-read  `dd if=consolidated.00.pth of=/dev/null bs=16M` (cold read alone, for reference)
   floor       `dd if=consolidated.00.pth of=WORK/floor.bin bs=16M`, then `sync`: the I/O floor
-  ours-fp16   `weightprep convert-llama ROOT OUT --model-size 7B --quiet`
+  ours-fp16   `weightprep convert-llama ROOT OUT --model-size 7B --quiet --dtype float16`
   ours-bf16   the same with `--dtype bfloat16`
-  reference   transformers 4.47.1's `convert_llama_weights_to_hf.py` (with --ref-python)
-  ...@1G      the same inside a memory cgroup (v2, else v1) limited to 1 GiB, no swap
+  reference   transformers 4.47.1's `convert_llama_weights_to_hf.py --model_size 7B`
+  NAME@LIMIT  the same inside a memory cgroup (v2, else v1) limited to LIMIT, swap capped
 
-For each run: wall seconds of the process, wall + the `sync` that follows it (writeback of
-what the process left dirty), peak RSS (VmHWM of every process in the tree, polled every
-50 ms, summed; cross-checked by wait4's ru_maxrss), peak anonymous RSS (RssAnon summed over
-the tree, polled), and for cgroup runs the exit status, whether the OOM killer fired, and
-the cgroup's own peak usage (page cache included). An instrumented in-process run then
-splits our converter's time into phases (no product code changes: the bench wraps functions).
+For each run: wall seconds of the process, wall + the `sync` right after it (writeback of what
+the process left dirty), peak RSS (VmHWM of every process in the tree, polled every 50 ms and
+summed; wait4's ru_maxrss kept in the JSON as a cross-check), peak anonymous RSS (RssAnon summed
+over the tree, polled), the output's size and dtypes, and for cgroup runs whether the OOM killer
+fired and the cgroup's own peak usage (page cache included). Two instrumented in-process runs
+then split our converter's time into phases by wrapping its functions from outside (no product
+code is changed).
 
-Run (as root, for drop_caches and cgroups; otherwise those parts are skipped and said so):
+Run it as root (for drop_caches and cgroups; without root those parts are skipped and the
+report says so), with the python of the virtualenv weightprep is installed in:
 
     .venv/bin/python bench/convert.py --ref-python .peers/transformers-4.47.1/bin/python
+    .venv/bin/python bench/convert.py --ref-python ... --repeat 5   # medians over 5 runs
 
-Prints a Markdown table and writes it to WORK/convert.md (and the raw numbers to
-WORK/convert.json). WORK defaults to bench/out (git-ignored); the built checkpoint stays
-there so re-runs skip building it; converted outputs are deleted after each run.
+It prints a Markdown table and writes it to WORK/convert.md, raw numbers to WORK/convert.json
+and each run's output to WORK/logs/. WORK (--workdir) defaults to bench/out, which git
+ignores; the built checkpoint stays there so re-runs skip building it (delete the folder to
+reclaim its 1.9 GB); converted outputs are deleted after each run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -108,8 +113,12 @@ def build_checkpoint(root: Path, ref_python: Path | None) -> Path:
     stamp = {"version": BUILD_VERSION, "params": PARAMS, "pieces": N_PIECES, "seed": SEED}
     marker = root / "BUILT.json"
     pth = root / "7B" / "consolidated.00.pth"
-    if marker.is_file() and json.loads(marker.read_text()) == stamp and pth.is_file():
+    built = json.loads(marker.read_text()) if marker.is_file() else {}
+    if pth.is_file() and {k: v for k, v in built.items() if k != "ref_checked"} == stamp:
         log(f"reusing the checkpoint in {root}")
+        if ref_python is not None and not built.get("ref_checked"):
+            check_ref_tokenizer(ref_python, root)
+            marker.write_text(json.dumps({**stamp, "ref_checked": True}))
         return pth
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -130,9 +139,8 @@ def build_checkpoint(root: Path, ref_python: Path | None) -> Path:
     log(f"wrote {n:,} parameters, {size / 1e9:.2f} GB in {time.monotonic() - t0:.0f}s")
     if ref_python is not None:
         check_ref_tokenizer(ref_python, partial)
-    marker.parent.mkdir(exist_ok=True)
     partial.rename(root)
-    marker.write_text(json.dumps(stamp))
+    marker.write_text(json.dumps({**stamp, "ref_checked": ref_python is not None}))
     return pth
 
 
@@ -150,6 +158,7 @@ def ref_input(root: Path, work: Path) -> Path:
     return d
 
 
+@functools.cache
 def ref_script(ref_python: Path) -> Path:
     out = subprocess.run(
         [
@@ -214,7 +223,9 @@ class Result:
     wall_s: float = 0.0
     sync_s: float = 0.0
     peak_rss_mib: float = 0.0  # sum over the tree of each process's VmHWM
-    ru_maxrss_mib: float = 0.0  # wait4: largest single process's peak
+    # wait4's ru_maxrss: the largest single process's peak, but it counts the forked child
+    # before exec (a copy of this harness, ~220 MiB), so it is never below that.
+    ru_maxrss_mib: float = 0.0
     peak_anon_mib: float = 0.0  # max over samples of sum(RssAnon)
     cgroup_peak_mib: float | None = None
     cold: bool = False
@@ -436,14 +447,17 @@ def measure(
 # Runs in a fresh interpreter: wraps the converter's internals with timers and converts once.
 PHASES = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     T0 = time.perf_counter()
     from collections import defaultdict
     from pathlib import Path
     import weightprep.io.safetensors_writer as w
     import weightprep.llama.convert as c
     t = defaultdict(float)
-    t["import torch + weightprep"] = time.perf_counter() - T0
+    t[IMPORT] = time.perf_counter() - T0
+
+    def add(key, s):
+        t[key] += time.perf_counter() - s
 
     def timed(mod, name, key):
         orig = getattr(mod, name)
@@ -452,7 +466,7 @@ PHASES = textwrap.dedent(
             try:
                 return orig(*a, **k)
             finally:
-                t[key] += time.perf_counter() - s
+                add(key, s)
         setattr(mod, name, f)
 
     class Sha:
@@ -463,42 +477,80 @@ PHASES = textwrap.dedent(
         def update(self, b):
             s = time.perf_counter()
             self.h.update(b)
-            t["sha256 of written bytes"] += time.perf_counter() - s
+            add(SHA, s)
         def hexdigest(self):
             return self.h.hexdigest()
 
-    W = "write (incl. mmap page-in)"
     class File:
         def __init__(self, *a):
             self.f = open(*a)
+        def __getattr__(self, name):
+            return getattr(self.f, name)
         def __enter__(self):
             return self
         def __exit__(self, *exc):
-            s = time.perf_counter()
             self.f.close()
-            t[W] += time.perf_counter() - s
         def write(self, b):
             s = time.perf_counter()
             n = self.f.write(b)
-            t[W] += time.perf_counter() - s
+            add(WRITE, s)
             return n
 
-    timed(c, "load_state_dict", "open .pth (torch.load, mmap)")
-    timed(c, "_check_inputs", "check names/shapes")
-    timed(c, "tokenizer_files", "tokenizer files (tokenizer.json)")
-    timed(c, "_build", "build: concat/permute/cast")
-    timed(w, "tensor_bytes", "contiguous bytes view")
-    timed(c, "check_written", "re-open written headers")
-    timed(c, "write_sharded", "_write_sharded total")
+    class Os:
+        def __getattr__(self, name):
+            return getattr(os, name)
+        def fsync(self, fd):
+            s = time.perf_counter()
+            os.fsync(fd)
+            add(FSYNC, s)
+
+    if hasattr(w, "ThreadPoolExecutor"):
+        class Future:
+            def __init__(self, f):
+                self.f = f
+            def result(self):
+                s = time.perf_counter()
+                r = self.f.result()
+                add(WAIT, s)
+                return r
+        class Pool(w.ThreadPoolExecutor):
+            def submit(self, *a, **k):
+                return Future(super().submit(*a, **k))
+        w.ThreadPoolExecutor = Pool
+
+    timed(c, "load_state_dict", OPEN)
+    timed(c, "_check_inputs", CHECK)
+    timed(c, "tokenizer_files", TOK)
+    timed(c, "_build", BUILD)
+    timed(c, "check_written", REOPEN)
+    timed(c, "write_sharded", WRITER)
     w.hashlib = type("H", (), {"sha256": Sha})
     w.open = File
+    w.os = Os()
     s = time.perf_counter()
     c.convert_meta_to_hf(Path(sys.argv[1]), Path(sys.argv[2]), model_size="7B", dtype=sys.argv[3])
-    t["convert_meta_to_hf total"] = time.perf_counter() - s
-    t["process total"] = time.perf_counter() - T0
+    add(CONVERT, s)
+    add(TOTAL, T0)
     print(json.dumps(t))
     """
 )
+# Row names, in the order shown; "·" marks a phase nested in the row above it.
+PHASE_NAMES = {
+    "IMPORT": "start-up: import torch + weightprep",
+    "CONVERT": "convert_meta_to_hf, all of it",
+    "OPEN": "· open the .pth (torch.load, mmap)",
+    "TOK": "· tokenizer files (tokenizer.json from the 32000 pieces)",
+    "CHECK": "· check names/shapes",
+    "WRITER": "· write_sharded, all of it",
+    "BUILD": "·· build each tensor: concat/permute/cast (on a prefetch thread if there is one)",
+    "WRITE": "·· f.write (page-in of the mmapped input + copy into the page cache)",
+    "WAIT": "·· wait for the sha256 thread after each write",
+    "FSYNC": "·· fsync of the shard",
+    "SHA": "·· sha256, summed (on the hasher thread if the writer has one)",
+    "REOPEN": "· re-open and check the written headers",
+    "TOTAL": "process, all of it",
+}
+PHASES = "".join(f"{k} = {v!r}\n" for k, v in PHASE_NAMES.items()) + PHASES
 
 
 def phases(root: Path, work: Path, dtype: str) -> dict[str, float] | str:
@@ -533,6 +585,25 @@ def safetensors_dtypes(folder: Path) -> set[str]:
             header = json.loads(f.read(n))
         found |= {v["dtype"] for k, v in header.items() if k != "__metadata__"}
     return found
+
+
+def code_state() -> tuple[str, dict[str, str]]:
+    """A description of the weightprep code being measured, and {file: sha256} of its sources."""
+    import hashlib
+
+    files = {
+        path.relative_to(REPO).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((REPO / "weightprep").rglob("*.py"))
+    }
+
+    def git(*a: str) -> str:
+        got = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True)
+        return got.stdout.strip() if got.returncode == 0 else ""
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown commit"
+    changed = git("status", "--porcelain", "--", "weightprep")
+    dirty = " + uncommitted changes" if changed else ""
+    return f"weightprep at {head}{dirty}", files
 
 
 def machine() -> str:
@@ -593,12 +664,38 @@ def _median(xs: list[float]) -> float:
     return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
-def verdicts(results: list[Result]) -> list[str]:
-    """The targets: inside 1 GiB; wall ≤ 1.5× the I/O floor and ≤ 0.5× the reference."""
+def _groups(results: list[Result]) -> dict[str, list[Result]]:
+    """Successful unlimited runs by name, repetitions together ("ours-fp16#2" -> "ours-fp16")."""
     groups: dict[str, list[Result]] = {}
     for r in results:
         if r.rc == 0 and "@" not in r.label:
             groups.setdefault(r.label.split("#")[0], []).append(r)
+    return groups
+
+
+def summary(results: list[Result]) -> str:
+    """Medians (and the range of wall + sync) over repetitions; empty for a single run each."""
+    groups = _groups(results)
+    if max((len(rs) for rs in groups.values()), default=1) < 2:
+        return ""
+    lines = [
+        "| run | runs | median wall s | median wall + sync s | min–max wall + sync s "
+        "| median peak RSS MiB | median peak anon RSS MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, rs in groups.items():
+        tot = [r.total_s for r in rs]
+        lines.append(
+            f"| {name} | {len(rs)} | {_median([r.wall_s for r in rs]):.1f} | {_median(tot):.1f} "
+            f"| {min(tot):.1f}–{max(tot):.1f} | {_median([r.peak_rss_mib for r in rs]):,.0f} "
+            f"| {_median([r.peak_anon_mib for r in rs]):,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(results: list[Result]) -> list[str]:
+    """The targets: inside 1 GiB; wall ≤ 1.5× the I/O floor and ≤ 0.5× the reference."""
+    groups = _groups(results)
     total = {k: _median([r.total_s for r in rs]) for k, rs in groups.items()}
     wall = {k: _median([r.wall_s for r in rs]) for k, rs in groups.items()}
     n = max((len(rs) for rs in groups.values()), default=1)
@@ -634,10 +731,9 @@ def verdicts(results: list[Result]) -> list[str]:
 def phase_table(ph: dict[str, dict[str, float] | str]) -> str:
     if not ph:
         return ""
-    keys: list[str] = []
-    for t in ph.values():
-        if isinstance(t, dict):
-            keys += [k for k in t if k not in keys and not k.startswith("(")]
+    keys = [
+        k for k in PHASE_NAMES.values() if any(isinstance(t, dict) and k in t for t in ph.values())
+    ]
     lines = [
         "| phase (instrumented in-process run, cold cache) | "
         + " | ".join(f"{d} s" for d in ph)
@@ -672,23 +768,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="python of a venv with transformers 4.47.1 "
         "(+accelerate): runs its convert_llama_weights_to_hf.py; skipped if missing",
     )
-    ap.add_argument("--workdir", type=Path, default=REPO / "bench" / "out")
+    ap.add_argument(
+        "--workdir", type=Path, default=REPO / "bench" / "out", help="default: bench/out"
+    )
     ap.add_argument(
         "--ref-limits",
-        default="1G,2G,3G",
+        default="1G,2G,2560M,3G",
         help="memory limits to try the reference under (comma-separated; '' for none)",
     )
     ap.add_argument(
         "--ours-limit", default="1G", help="memory limit for our converter's cgroup runs"
     )
     ap.add_argument("--no-phases", action="store_true", help="skip the instrumented phase runs")
-    ap.add_argument("--repeat", type=int, default=1, help="repetitions of each unlimited run")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="repetitions of each unlimited run (default 3)"
+    )
     args = ap.parse_args(argv)
 
     started = time.monotonic()
+    code, sources = code_state()
     work = args.workdir.absolute()
     logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(logs, ignore_errors=True)  # only this run's logs
+    logs.mkdir(parents=True)
     ref_python = args.ref_python.absolute() if args.ref_python else None
     notes: list[str] = []
     if ref_python is not None and not ref_python.is_file():
@@ -811,6 +913,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
 
+    # One untimed copy first (the floor's own command). On the VM this was written on, the first
+    # large copy of a session often ran up to 2x slower than later ones, for reasons outside the
+    # guest; this takes part of that out of the first row, --repeat and medians the rest.
+    log("priming: one untimed copy of the input")
+    rm_outputs()
+    subprocess.run(
+        ["dd", f"if={pth}", f"of={floor_file}", "bs=16M"], check=True, capture_output=True
+    )
+    os.sync()
+    rm_outputs()
     results = []
     for label, what, cmd, limit, env in runs:
         results.append(
@@ -827,6 +939,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"phases: instrumented {dtype} conversion")
             ph[dtype] = phases(root, work, dtype)
 
+    now = code_state()[1]
+    changed = sorted(f for f in sources.keys() | now.keys() if sources.get(f) != now.get(f))
+    if changed:
+        notes.append(
+            "**weightprep's code changed while this ran** (rows may mix versions): "
+            + ", ".join(changed)
+        )
     cold = all(r.cold for r in results if r.rc is not None)
     cg_note = next(
         (r.note for r in results if r.note.startswith("not run: could not create")), None
@@ -836,6 +955,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"# convert-llama benchmark: {in_bytes / 1e9:.2f} GB Meta checkpoint "
         f"(dim {PARAMS['dim']}, {PARAMS['n_layers']} layers, vocab {N_PIECES}, fp16)\n",
         f"Machine: {machine()}.  ",
+        f"Code: {code}.  ",
+        f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`.  ",
         f"Python {platform.python_version()}; each run a fresh process; "
         + (
             "page cache dropped before every run (`sync; echo 3 > /proc/sys/vm/drop_caches`)."
@@ -844,6 +965,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         f"Memory limits: {cg_note or f'cgroup {v} memory controller, swap capped at the limit'}.\n",
         table(results),
+        summary(results),
         "wall + sync: the process's wall time plus the `sync` right after it (data it left dirty).",
         "peak RSS: VmHWM summed over the process tree (file-backed mmap pages included); "
         "peak anon RSS: RssAnon summed over the tree, polled every 50 ms.\n",

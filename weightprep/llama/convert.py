@@ -19,6 +19,7 @@ import torch
 
 from weightprep.errors import InputError
 from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.prefetch import prefetch_map
 from weightprep.io.pth import load_state_dict
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
 from weightprep.llama.layout import locate
@@ -193,9 +194,10 @@ def convert_meta_to_hf(
         output.absolute().parent, total + sum(len(v) for v in tok_files.values()) + (1 << 20)
     )
 
-    def tensors() -> Iterator[tuple[str, torch.Tensor]]:
-        for r in rules:
-            yield r.hf, _build(r, [sd[r.meta] for sd in shards], p, target, ckpt.size_dir)
+    def build(r: NameRule) -> tuple[str, torch.Tensor]:
+        return r.hf, _build(r, [sd[r.meta] for sd in shards], p, target, ckpt.size_dir)
+
+    tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, rules)
 
     config = hf_config(p, vocab, version, dtype)
     if p.rope_theta > 10000.0:
@@ -209,7 +211,7 @@ def convert_meta_to_hf(
     }
     progress.start(total, f"convert {ckpt.size_dir.name}")
     with staged_folder(output, force=force) as stage:
-        files = write_sharded(stage, plan, tensors(), progress)
+        files = write_sharded(stage, plan, tensors, progress)
         for name, data in extra.items():
             (stage / name).write_bytes(data)
             files[name] = hashlib.sha256(data).hexdigest()
