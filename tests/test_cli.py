@@ -53,3 +53,24 @@ def test_make_example_refuses_non_empty(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("1")
     res = CliRunner().invoke(app, ["make-example", str(tmp_path)])
     assert res.exit_code == 2 and "not empty" in res.output
+
+
+def test_corrupt_input_exits_1_with_one_line(meta_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "LLaMA"
+    shutil.copytree(meta_root / "7B", root / "7B")
+    shutil.copy(meta_root / "tokenizer.model", root)
+    (root / "7B" / "checklist.chk").write_text(
+        "0" * 32
+        + "  consolidated.00.pth\n"
+        + (root / "7B" / "checklist.chk").read_text().splitlines()[-1]
+        + "\n"
+    )
+    res = CliRunner().invoke(app, ["convert-llama", str(root), str(tmp_path / "o")])
+    assert res.exit_code == 1
+    assert res.output.count("\n") == 1 and "consolidated.00.pth: md5" in res.output
+    res = CliRunner().invoke(
+        app, ["convert-llama", str(root), str(tmp_path / "o"), "--no-checklists", "--json"]
+    )
+    assert res.exit_code == 0 and json.loads(res.stdout)["input_checks"] == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,19 +20,26 @@ from weightprep.manifest import FileEntry, Manifest, ManifestError, TensorEntry,
 from weightprep.progress import NullProgress, Progress
 
 CHUNK = 8 * 2**20
-TENSOR_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
 def hash_file(
-    path: Path, algos: tuple[str, ...] = ("sha256",), progress: Progress | None = None
+    path: Path,
+    algos: tuple[str, ...] = ("sha256",),
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, str]:
-    """Digest a file in 8 MiB chunks into one reused buffer. Example: `hash_file(p)["sha256"]`."""
+    """Digest a file in 8 MiB chunks into one reused buffer. Example: `hash_file(p)["sha256"]`.
+
+    `stop`, when set by another thread, ends the work early (the result is then meaningless).
+    """
     progress = progress or NullProgress()
     hs = [hashlib.new(a) for a in algos]
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
         while n := f.readinto(buf):
+            if stop is not None and stop.is_set():
+                break
             for h in hs:
                 h.update(view[:n])
             progress.advance(n)

@@ -47,6 +47,16 @@ def convert_llama(
         str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).")
     ] = "5GB",
     force: Annotated[bool, typer.Option(help="Replace OUTPUT if it already exists.")] = False,
+    verify_input: Annotated[
+        str | None,
+        typer.Option(
+            help="Also check the input against a manifest: a shipped one's name (llama-7b …) or a file."
+        ),
+    ] = None,
+    checklists: Annotated[
+        bool,
+        typer.Option(help="Check the input against Meta's checklist.chk files (md5) when present."),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -70,6 +80,8 @@ def convert_llama(
             dtype=dtype.value,
             max_shard_bytes=shard_bytes,
             force=force,
+            verify_input=verify_input,
+            use_checklists=checklists,
             progress=make_progress(quiet or json_out),
         )
     )
@@ -87,14 +99,20 @@ def convert_llama(
                     "bytes_written": report.bytes_written,
                     "seconds": round(report.seconds, 3),
                     "files": report.files,
+                    "input_checks": list(report.input_checks),
                 },
                 indent=2,
             )
         )
     elif not quiet:
+        checked = (
+            f"input verified ({len(report.input_checks)} files); "
+            if report.input_checks
+            else "input not checked (no checklist.chk); "
+        )
         gb = report.bytes_written / 1e9
         typer.echo(
             f"converted {report.size_dir} ({report.num_shards} shard(s), LLaMA-{report.llama_version}, "
             f"{report.n_params:,} parameters) -> {report.output} [{report.dtype}, {gb:.2f} GB, "
-            f"{report.seconds:.1f}s]; check with: cd {report.output} && sha256sum -c SHA256SUMS"
+            f"{report.seconds:.1f}s]; {checked}check with: cd {report.output} && sha256sum -c SHA256SUMS"
         )

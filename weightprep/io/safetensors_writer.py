@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from weightprep.manifest import TensorEntry
 from weightprep.progress import NullProgress, Progress
 
 DTYPE_CODES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
@@ -35,6 +36,11 @@ class TensorSpec:
     @property
     def nbytes(self) -> int:
         return prod(self.shape) * self.dtype.itemsize
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float16' for torch.float16: the dtype spelling manifests use."""
+    return str(dtype).removeprefix("torch.")
 
 
 def plan_shards(specs: list[TensorSpec], max_shard_bytes: int) -> list[list[TensorSpec]]:
@@ -79,10 +85,13 @@ def write_sharded(
     plan: list[list[TensorSpec]],
     tensors: Iterable[tuple[str, torch.Tensor]],
     progress: Progress | None = None,
+    tensor_digests: dict[str, TensorEntry] | None = None,
 ) -> dict[str, str]:
     """Write `tensors` (in plan order) as shards + index under `folder`; return {file: sha256}.
 
-    Each tensor is checked against its planned name, dtype and shape before it is written.
+    Each tensor is checked against its planned name, dtype and shape before it is written. When
+    `tensor_digests` is given, it is filled with each tensor's digest (dtype, shape, sha256 of
+    its bytes), computed from the same buffer as it is written: no second read.
     """
     progress = progress or NullProgress()
     it: Iterator[tuple[str, torch.Tensor]] = iter(tensors)
@@ -90,7 +99,8 @@ def write_sharded(
     weight_map: dict[str, str] = {}
     # Hashing and writing both release the GIL: hash each buffer on a second thread while the
     # main thread writes it, so hashing costs no extra wall time on two cores.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+    workers = 2 if tensor_digests is not None else 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sha256") as hasher:
         for i, shard in enumerate(plan):
             fname = shard_filename(i, len(plan))
             h = hashlib.sha256()
@@ -107,8 +117,14 @@ def write_sharded(
                         )
                     buf = tensor_bytes(t)
                     hashed = hasher.submit(h.update, buf)
+                    if tensor_digests is not None:
+                        own = hasher.submit(lambda b: hashlib.sha256(b).hexdigest(), buf)
                     f.write(buf)
                     hashed.result()
+                    if tensor_digests is not None:
+                        tensor_digests[name] = TensorEntry(
+                            dtype_name(t.dtype), spec.shape, own.result()
+                        )
                     weight_map[name] = fname
                     progress.advance(spec.nbytes, name)
                 f.flush()

@@ -22,6 +22,7 @@ from weightprep.io.atomic import check_free_space, staged_folder
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.pth import load_state_dict
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
+from weightprep.llama.input_check import InputVerifier, plan_checks
 from weightprep.llama.layout import locate
 from weightprep.llama.names import NameRule, is_ignored, permute_rotary, rules_for
 from weightprep.llama.params import (
@@ -31,11 +32,13 @@ from weightprep.llama.params import (
     hf_config,
     read_params,
 )
+from weightprep.manifest import FileEntry, Manifest, TensorEntry, dump_yaml, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.tokenizer import read_spm, tokenizer_files
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 SUMS_NAME = "SHA256SUMS"
+MANIFEST_NAME = "manifest.yaml"  # files + tensor digests, for `weightprep verify --tensors`
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ConversionReport:
     n_tensors: int
     bytes_written: int
     files: dict[str, str]  # output file -> sha256
+    input_checks: tuple[str, ...]  # what the input was verified against
     seconds: float
 
 
@@ -150,9 +154,15 @@ def convert_meta_to_hf(
     dtype: str = "float16",
     max_shard_bytes: int = 5 * 10**9,
     force: bool = False,
+    verify_input: str | None = None,
+    use_checklists: bool = True,
     progress: Progress | None = None,
 ) -> ConversionReport:
     """Convert Meta's LLaMA download at `input_path` into an HF folder at `output`.
+
+    The input is checked against Meta's `checklist.chk` files when present (`use_checklists`)
+    and against `verify_input` (a shipped manifest's name or a manifest file) when given; a
+    mismatch raises `VerificationError` and leaves no output.
 
     Example: `convert_meta_to_hf(Path("LLaMA"), Path("llama-7b-hf"), model_size="7B")`.
     """
@@ -180,6 +190,8 @@ def convert_meta_to_hf(
     ):
         raise InputError(f"{output}: is inside the input folder {ckpt.size_dir}; write elsewhere")
 
+    manifest = resolve_manifest(verify_input)[0] if verify_input else None
+    checks = plan_checks(ckpt, manifest, use_checklists)
     shards = [load_state_dict(path) for path in ckpt.shards]
     rules = rules_for(p.n_layers)
     _check_inputs(shards, ckpt.shards, rules, p, vocab)
@@ -187,9 +199,10 @@ def convert_meta_to_hf(
     specs = [TensorSpec(r.hf, target, expected_shape(r, p, vocab)) for r in rules]
     plan = plan_shards(specs, max_shard_bytes)
     total = sum(s.nbytes for s in specs)
-    tok_files = tokenizer_files(
-        ckpt.tokenizer, max_length=hf_config(p, vocab, version, dtype)["max_position_embeddings"]
-    )
+    config = hf_config(p, vocab, version, dtype)
+    if p.rope_theta > 10000.0:
+        config["max_position_embeddings"] = 16384  # CodeLlama-style long-context checkpoints
+    tok_files = tokenizer_files(ckpt.tokenizer, max_length=config["max_position_embeddings"])
     check_free_space(
         output.absolute().parent, total + sum(len(v) for v in tok_files.values()) + (1 << 20)
     )
@@ -199,9 +212,6 @@ def convert_meta_to_hf(
 
     tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, rules)
 
-    config = hf_config(p, vocab, version, dtype)
-    if p.rope_theta > 10000.0:
-        config["max_position_embeddings"] = 16384  # CodeLlama-style long-context checkpoints
     extra = {
         "config.json": (json.dumps(config, indent=2) + "\n").encode(),
         "generation_config.json": (
@@ -209,15 +219,33 @@ def convert_meta_to_hf(
         ).encode(),
         **tok_files,
     }
+    verifier = InputVerifier(checks) if checks else None  # sizes checked here, hashes in background
     progress.start(total, f"convert {ckpt.size_dir.name}")
-    with staged_folder(output, force=force) as stage:
-        files = write_sharded(stage, plan, tensors, progress)
-        for name, data in extra.items():
-            (stage / name).write_bytes(data)
-            files[name] = hashlib.sha256(data).hexdigest()
-        check_written(stage, plan)
-        (stage / SUMS_NAME).write_bytes(_sha256sums(files))
-    progress.finish()
+    digests: dict[str, TensorEntry] = {}
+    try:
+        with staged_folder(output, force=force) as stage:
+            files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
+            for name, data in extra.items():
+                (stage / name).write_bytes(data)
+                files[name] = hashlib.sha256(data).hexdigest()
+            check_written(stage, plan)
+            verified = tuple(verifier.result()) if verifier else ()
+            out_manifest = Manifest(
+                name=output.name,
+                description=f"converted by weightprep from {ckpt.size_dir.name} ({dtype})",
+                files={f: FileEntry((stage / f).stat().st_size, h) for f, h in files.items()},
+                tensors=digests,
+            )
+            data = dump_yaml(out_manifest).encode()
+            (stage / MANIFEST_NAME).write_bytes(data)
+            files[MANIFEST_NAME] = hashlib.sha256(data).hexdigest()
+            (stage / SUMS_NAME).write_bytes(_sha256sums(files))
+    except BaseException:
+        if verifier:
+            verifier.cancel()
+        raise
+    finally:
+        progress.finish()
     return ConversionReport(
         output=output.absolute(),
         size_dir=ckpt.size_dir,
@@ -228,5 +256,6 @@ def convert_meta_to_hf(
         n_tensors=len(specs),
         bytes_written=total,
         files=files,
+        input_checks=verified,
         seconds=time.monotonic() - t0,
     )
