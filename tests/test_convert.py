@@ -289,3 +289,11 @@ def test_verify_input_with_a_manifest(meta_root: Path, tmp_path: Path) -> None:
     with pytest.raises(VerificationError, match="size"):
         convert_meta_to_hf(meta_root, tmp_path / "b", model_size="7B", verify_input="llama-7b")
     assert not (tmp_path / "b").exists()
+
+
+def test_no_tensor_digests(meta_root: Path, tmp_path: Path) -> None:
+    from weightprep.manifest import read_manifest
+
+    convert_meta_to_hf(meta_root, tmp_path / "o", model_size="7B", tensor_digests=False)
+    m = read_manifest(tmp_path / "o" / "manifest.yaml")
+    assert m.tensors == {} and "model-00001-of-00001.safetensors" in m.files

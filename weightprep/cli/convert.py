@@ -57,6 +57,12 @@ def convert_llama(
         bool,
         typer.Option(help="Check the input against Meta's checklist.chk files (md5) when present."),
     ] = True,
+    tensor_digests: Annotated[
+        bool,
+        typer.Option(
+            help="Record each tensor's sha256 in manifest.yaml while writing (costs CPU: docs/performance.md)."
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -82,6 +88,7 @@ def convert_llama(
             force=force,
             verify_input=verify_input,
             use_checklists=checklists,
+            tensor_digests=tensor_digests,
             progress=make_progress(quiet or json_out),
         )
     )

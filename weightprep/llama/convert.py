@@ -156,6 +156,7 @@ def convert_meta_to_hf(
     force: bool = False,
     verify_input: str | None = None,
     use_checklists: bool = True,
+    tensor_digests: bool = True,
     progress: Progress | None = None,
 ) -> ConversionReport:
     """Convert Meta's LLaMA download at `input_path` into an HF folder at `output`.
@@ -221,7 +222,7 @@ def convert_meta_to_hf(
     }
     verifier = InputVerifier(checks) if checks else None  # sizes checked here, hashes in background
     progress.start(total, f"convert {ckpt.size_dir.name}")
-    digests: dict[str, TensorEntry] = {}
+    digests: dict[str, TensorEntry] | None = {} if tensor_digests else None
     try:
         with staged_folder(output, force=force) as stage:
             files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
@@ -234,7 +235,7 @@ def convert_meta_to_hf(
                 name=output.name,
                 description=f"converted by weightprep from {ckpt.size_dir.name} ({dtype})",
                 files={f: FileEntry((stage / f).stat().st_size, h) for f, h in files.items()},
-                tensors=digests,
+                tensors=digests or {},
             )
             data = dump_yaml(out_manifest).encode()
             (stage / MANIFEST_NAME).write_bytes(data)
