@@ -105,11 +105,29 @@ def test_shipped_manifests_each_hash_has_a_source() -> None:
     ms = shipped()
     assert set(ms) == {"llama-7b", "llama-13b", "llama-30b", "llama-65b"}
     assert ms["llama-7b"].files["7B/consolidated.00.pth"].size == 13_476_939_516
+    assert ms["llama-7b"].files["7B/params.json"].md5 == "7596560e011154b90eb51a1b15739763"
     assert len(ms["llama-65b"].files) == 8 + 1 + 1
     for entry in files("weightprep.manifests").iterdir():
         if not entry.name.endswith(".yaml"):
             continue
         lines = entry.read_text().splitlines()
         for i, line in enumerate(lines):
-            if "sha256:" in line and not line.startswith("#"):
+            if "sha256:" in line and not line.strip().startswith("#"):
                 assert lines[i - 1].strip().startswith("# https://"), f"{entry.name}: {line}"
+            if "md5:" in line and not line.strip().startswith("#"):
+                assert "md5: Meta's checklist.chk" in lines[i - 1], f"{entry.name}: {line}"
+
+
+@pytest.mark.parametrize("size", ["7B", "13B", "30B", "65B"])
+def test_shipped_params_hash_matches_metas_real_params_json(size: str) -> None:
+    """Meta's params.json is one known 101-byte line: the shipped hashes must be of exactly that."""
+    import hashlib
+
+    from tests.test_params import REAL
+
+    raw = REAL[size][0].encode()
+    assert len(raw) == 101
+    entry = shipped()[f"llama-{size.lower()}"].files[f"{size}/params.json"]
+    assert entry.size == 101 and entry.sha256 == hashlib.sha256(raw).hexdigest()
+    if entry.md5:
+        assert entry.md5 == hashlib.md5(raw).hexdigest()
