@@ -170,3 +170,8 @@ def test_shipped_manifest_by_name(meta_root: Path) -> None:
         status["7B/consolidated.00.pth"] == "MISMATCH" and status["tokenizer.model"] == "MISMATCH"
     )
     assert invoke("verify", meta_root, "--manifest", "no-such").exit_code == 2
+
+
+def test_tensors_need_yaml(folder: Path, tmp_path: Path) -> None:
+    res = invoke("hash", folder, "-o", tmp_path / "S", "--tensors", "--format", "sha256sum")
+    assert res.exit_code == 2 and "--format yaml" in res.output and not (tmp_path / "S").exists()

@@ -44,19 +44,20 @@ def hash_cmd(
     from weightprep.manifest import Manifest, dump_sums, dump_yaml
 
     def go() -> Manifest:
+        if format is HashFormat.sha256sum and tensors:
+            from weightprep.errors import InputError
+
+            raise InputError("--tensors needs --format yaml (sha256sum lists files only)")
         progress = make_progress(quiet)
         files = hash_tree(folder, progress)
         rel_out = _inside(folder, output)
-        files.pop(rel_out, None) if rel_out else None
+        if rel_out:
+            files.pop(rel_out, None)
         m = Manifest(
             name or folder.resolve().name,
             files,
             tensors=tensor_digests(folder) if tensors else {},
         )
-        if format is HashFormat.sha256sum and tensors:
-            from weightprep.errors import InputError
-
-            raise InputError("--tensors needs --format yaml (sha256sum lists files only)")
         write_atomic(
             output, (dump_sums(m) if format is HashFormat.sha256sum else dump_yaml(m)).encode()
         )
