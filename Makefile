@@ -10,6 +10,8 @@ PEERS  := .peers
 REF    := $(PEERS)/transformers-4.47.1
 # LAVIS pins transformers==4.33.2: the "old transformers" our outputs must load in.
 OLD    := $(PEERS)/transformers-4.33.2
+# FastChat's apply_delta, the delta step's reference; only what it imports (no server deps).
+FC     := $(PEERS)/fastchat-0.2.36
 DEMO   := demo-output
 
 .PHONY: install peers test test-fast demo bench bench-hash lint clean
@@ -34,7 +36,14 @@ $(OLD)/.installed: Makefile
 	$(OLD)/bin/pip install -q --disable-pip-version-check transformers==4.33.2 sentencepiece protobuf
 	touch $@
 
-peers: $(REF)/.installed $(OLD)/.installed
+$(FC)/.installed: Makefile
+	$(PYTHON) -m venv $(FC)
+	$(FC)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(FC)/bin/pip install -q --disable-pip-version-check --no-deps fschat==0.2.36
+	$(FC)/bin/pip install -q --disable-pip-version-check transformers==4.47.1 accelerate sentencepiece protobuf requests
+	touch $@
+
+peers: $(REF)/.installed $(OLD)/.installed $(FC)/.installed
 
 test: install peers
 	WEIGHTPREP_PEERS=$(abspath $(PEERS)) $(BIN)/pytest

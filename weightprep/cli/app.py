@@ -7,6 +7,7 @@ import typer
 from weightprep import __version__
 from weightprep.cli.checks import hash_cmd, manifests_cmd, verify_cmd
 from weightprep.cli.convert import convert_llama
+from weightprep.cli.delta import apply_delta_cmd, compare_cmd, make_delta_cmd
 from weightprep.cli.example import make_example
 
 app = typer.Typer(
@@ -21,6 +22,9 @@ app.command("make-example")(make_example)
 app.command("hash")(hash_cmd)
 app.command("verify")(verify_cmd)
 app.command("manifests")(manifests_cmd)
+app.command("apply-delta")(apply_delta_cmd)
+app.command("make-delta")(make_delta_cmd)
+app.command("compare")(compare_cmd)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,181 @@
+"""`weightprep apply-delta`, `weightprep make-delta`, `weightprep compare`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weightprep.cli.common import make_progress, run_core
+
+
+class Backend(StrEnum):
+    stream = "stream"
+    fastchat = "fastchat"
+
+
+def _report(report, json_out: bool, quiet: bool, verb: str) -> None:
+    if json_out:
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(report.output),
+                    "n_tensors": report.n_tensors,
+                    "bytes_written": report.bytes_written,
+                    "verified": report.verified,
+                    "seconds": round(report.seconds, 3),
+                    "files": report.files,
+                },
+                indent=2,
+            )
+        )
+    elif not quiet:
+        typer.echo(
+            f"{verb} -> {report.output} ({report.n_tensors} tensors, "
+            f"{report.bytes_written / 1e9:.2f} GB float16, {report.seconds:.1f}s); "
+            f"compared with: {report.verified}"
+        )
+
+
+def apply_delta_cmd(
+    base: Annotated[
+        Path, typer.Argument(help="The base model in HF format (e.g. from convert-llama).")
+    ],
+    delta: Annotated[
+        Path,
+        typer.Argument(
+            help="The delta weights folder (e.g. lmsys/vicuna-7b-delta-v1.1, downloaded)."
+        ),
+    ],
+    output: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="stream: ours, constant memory. fastchat: run FastChat's own apply_delta, then check its output."
+        ),
+    ] = Backend.stream,
+    low_cpu_mem: Annotated[
+        bool, typer.Option(help="With --backend fastchat: pass --low-cpu-mem to FastChat.")
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(help="Compare the output's digests (computed while writing) with --manifest."),
+    ] = False,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            help="Manifest to compare with: a shipped name or a file (ours, with tensors)."
+        ),
+    ] = None,
+    verify_base: Annotated[
+        str | None, typer.Option(help="Check the base against a manifest before starting.")
+    ] = None,
+    compare_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="After writing, compare tensor by tensor with this folder (e.g. lmsys/vicuna-7b-v1.1, downloaded)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Apply delta weights (Vicuna v1.1) to a base model: FastChat's result, in constant memory.
+
+    Examples:
+
+      weightprep apply-delta llama-7b-hf vicuna-7b-delta-v1.1 vicuna-7b --verify
+
+      weightprep apply-delta llama-7b-hf vicuna-7b-delta-v1.1 vicuna-7b --backend fastchat
+    """
+    from weightprep.errors import InputError
+
+    def go():
+        if low_cpu_mem and backend is not Backend.fastchat:
+            raise InputError("--low-cpu-mem is FastChat's option: use it with --backend fastchat")
+        if backend is Backend.fastchat:
+            from weightprep.fastchat_backend import apply_delta_fastchat
+
+            return apply_delta_fastchat(base, delta, output, low_cpu_mem=low_cpu_mem, force=force)
+        from weightprep.delta import apply_delta
+
+        return apply_delta(
+            base,
+            delta,
+            output,
+            force=force,
+            verify=verify,
+            manifest=manifest,
+            verify_base=verify_base,
+            progress=make_progress(quiet or json_out),
+        )
+
+    report = run_core(go)
+    _report(report, json_out, quiet, f"applied {delta.name} to {base.name}")
+    if compare_to is not None:
+        _compare_and_exit(report.output, compare_to, json_out=False, quiet=quiet)
+
+
+def make_delta_cmd(
+    base: Annotated[Path, typer.Argument(help="The base model in HF format.")],
+    target: Annotated[Path, typer.Argument(help="The fine-tuned model.")],
+    output: Annotated[Path, typer.Argument(help="New folder for the delta.")],
+    force: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make delta weights (target − base, float16), as FastChat's make_delta does.
+
+    Example:
+
+      weightprep make-delta llama-7b-hf my-finetune my-finetune-delta
+    """
+    from weightprep.delta import make_delta
+
+    report = run_core(
+        lambda: make_delta(
+            base, target, output, force=force, progress=make_progress(quiet or json_out)
+        )
+    )
+    _report(report, json_out, quiet, f"made the delta {target.name} - {base.name}")
+
+
+def _compare_and_exit(a: Path, b: Path, json_out: bool, quiet: bool) -> None:
+    from weightprep.compare import compare_folders
+
+    diffs = run_core(lambda: compare_folders(a, b))
+    same = all(d.status == "identical" for d in diffs)
+    if json_out:
+        typer.echo(
+            json.dumps({"identical": same, "tensors": [d.__dict__ for d in diffs]}, indent=2)
+        )
+    else:
+        for d in diffs:
+            if d.status != "identical" or not quiet:
+                extra = f" max|a-b|={d.max_abs_diff:.3g}" if d.max_abs_diff is not None else ""
+                typer.echo(f"{d.status:10} {d.name} {d.detail}{extra}".rstrip())
+        n = sum(d.status == "identical" for d in diffs)
+        typer.echo(
+            f"{'identical' if same else 'DIFFERENT'}: {n}/{len(diffs)} tensors identical ({a} vs {b})"
+        )
+    raise typer.Exit(0 if same else 1)
+
+
+def compare_cmd(
+    a: Annotated[
+        Path, typer.Argument(help="A model folder (.safetensors, .bin or .pth; sharded or not).")
+    ],
+    b: Annotated[Path, typer.Argument(help="Another one.")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only differences.")] = False,
+) -> None:
+    """Compare two model folders tensor by tensor. Exit 0 all identical, 1 any difference.
+
+    Example:
+
+      weightprep compare my-vicuna-7b lmsys-vicuna-7b-v1.1
+    """
+    _compare_and_exit(a, b, json_out, quiet)

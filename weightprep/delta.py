@@ -1,0 +1,253 @@
+"""Apply (or make) delta weights the way FastChat's `apply_delta` does, one tensor at a time.
+
+FastChat's normal path (`fastchat.model.apply_delta`, fschat 0.2.36) loads base and delta with
+`torch_dtype=torch.float16`, adds in float16 (`param.data += delta`), saves the *base* model
+object (so the base's config) and the *delta's* tokenizer. This module computes the same
+tensors with the same torch kernel, but streams: each output tensor is read from the
+memory-mapped inputs, added, hashed and written, then dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from weightprep.errors import InputError, VerificationError
+from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.prefetch import prefetch_map
+from weightprep.io.reader import CheckpointReader
+from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
+from weightprep.manifest import FileEntry, Manifest, TensorEntry, dump_yaml, resolve_manifest
+from weightprep.progress import NullProgress, Progress
+from weightprep.tokenizer import tokenizer_files
+
+# Buffers older transformers saved into checkpoints; FastChat's from_pretrained drops them.
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight")
+MANIFEST_NAME = "manifest.yaml"
+SUMS_NAME = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class DeltaReport:
+    output: Path
+    n_tensors: int
+    bytes_written: int
+    files: dict[str, str]
+    verified: str  # what the output was compared with, in words
+    seconds: float
+
+
+def _names(r: CheckpointReader) -> set[str]:
+    return {n for n in r.info if not n.endswith(IGNORED_SUFFIXES)}
+
+
+def preflight(
+    base: CheckpointReader, other: CheckpointReader, other_role: str = "delta"
+) -> list[str]:
+    """Names both sides share, in the base's order; raise InputError on any mismatch."""
+    b, o = _names(base), _names(other)
+    if b - o or o - b:
+        only_b, only_o = sorted(b - o), sorted(o - b)
+        parts = []
+        if only_b:
+            parts.append(f"{len(only_b)} tensor(s) only in the base ({', '.join(only_b[:3])})")
+        if only_o:
+            parts.append(f"{len(only_o)} only in the {other_role} ({', '.join(only_o[:3])})")
+        raise InputError(
+            f"{other.folder}: does not match the base {base.folder}: {'; '.join(parts)}"
+        )
+    for n in sorted(b):
+        bi, oi = base.info[n], other.info[n]
+        if not (bi.dtype.is_floating_point and oi.dtype.is_floating_point):
+            raise InputError(f"{oi.file}: {n} is {oi.dtype}/{bi.dtype}, not floating point")
+        if bi.shape != oi.shape:
+            if n in EMBEDDINGS and bi.shape[1:] == oi.shape[1:]:
+                raise InputError(
+                    f"{oi.file}: {n} has {oi.shape[0]} rows, the base {bi.shape[0]}: a vocabulary "
+                    f"mismatch. Vicuna v0 deltas (32001 tokens) need FastChat <= 0.1.10; "
+                    f"for LLaMA-7B use lmsys/vicuna-7b-delta-v1.1"
+                )
+            raise InputError(
+                f"{oi.file}: {n} has shape {list(oi.shape)}, the base {list(bi.shape)}"
+            )
+    return [n for n in base.info if n in b]
+
+
+def _copy_json(src: Path, name: str, dtype: str | None = None) -> bytes | None:
+    p = src / name
+    if not p.is_file():
+        return None
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: not valid JSON ({exc})") from exc
+    if dtype is not None:
+        doc["torch_dtype"] = dtype
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _tokenizer_from(folder: Path, max_length: int) -> dict[str, bytes]:
+    tok = folder / "tokenizer.model"
+    if not tok.is_file():
+        raise InputError(
+            f"{folder}: tokenizer.model not found (the output's tokenizer comes from here)"
+        )
+    cfg = folder / "tokenizer_config.json"
+    if cfg.is_file():
+        try:
+            m = json.loads(cfg.read_text(encoding="utf-8")).get("model_max_length")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            m = None
+        if isinstance(m, int) and 0 < m < 10**7:
+            max_length = m
+    return tokenizer_files(tok, max_length)
+
+
+def _compare(
+    got_tensors: dict[str, TensorEntry], got_files: dict[str, FileEntry], manifest: Manifest
+) -> tuple[str, list[str]]:
+    bad = []
+    for n, want in manifest.tensors.items():
+        g = got_tensors.get(n)
+        if g is None:
+            bad.append(f"{n}: missing")
+        elif g != want:
+            bad.append(f"{n}: differs")
+    extra = sorted(set(got_tensors) - set(manifest.tensors)) if manifest.tensors else []
+    bad += [f"{n}: not in the manifest" for n in extra]
+    for f, want in manifest.files.items():
+        g = got_files.get(f)
+        if g is None:
+            bad.append(f"{f}: missing")
+        elif (want.sha256 and g.sha256 != want.sha256) or (
+            want.size is not None and g.size != want.size
+        ):
+            bad.append(f"{f}: differs")
+    what = f"{len(manifest.tensors)} tensor digests and {len(manifest.files)} file digests of {manifest.name}"
+    return what, bad
+
+
+def combine(
+    base_dir: Path,
+    other_dir: Path,
+    output: Path,
+    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    other_role: str,
+    config_from: Path,
+    tokenizer_from: Path,
+    force: bool = False,
+    verify: bool = False,
+    manifest: str | None = None,
+    verify_base: str | None = None,
+    max_shard_bytes: int = 5 * 10**9,
+    progress: Progress | None = None,
+) -> DeltaReport:
+    """out[name] = op(base[name], other[name]) in float16 for every tensor, streamed."""
+    progress = progress or NullProgress()
+    t0 = time.monotonic()
+    want = resolve_manifest(manifest)[0] if manifest else None
+    if verify_base:
+        _verify_base(base_dir, verify_base)
+    with CheckpointReader(base_dir) as base, CheckpointReader(other_dir) as other:
+        names = preflight(base, other, other_role)
+        specs = [TensorSpec(n, torch.float16, base.info[n].shape) for n in names]
+        plan = plan_shards(specs, max_shard_bytes)
+        total = sum(s.nbytes for s in specs)
+        config = _copy_json(config_from, "config.json", "float16")
+        if config is None:
+            raise InputError(f"{config_from}: config.json not found")
+        max_len = json.loads(config).get("max_position_embeddings", 2048)
+        extra = {"config.json": config, **_tokenizer_from(tokenizer_from, max_len)}
+        gen = _copy_json(config_from, "generation_config.json")
+        if gen is not None:
+            extra["generation_config.json"] = gen
+        check_free_space(
+            output.absolute().parent, total + (1 << 20) + sum(map(len, extra.values()))
+        )
+
+        def build(n: str) -> tuple[str, torch.Tensor]:
+            return n, op(base[n].to(torch.float16), other[n].to(torch.float16))
+
+        tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, names)
+        digests: dict[str, TensorEntry] = {}
+        progress.start(total, f"{other_role} {other_dir.name}")
+        try:
+            with staged_folder(output, force=force) as stage:
+                files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
+                for name, data in extra.items():
+                    (stage / name).write_bytes(data)
+                    files[name] = hashlib.sha256(data).hexdigest()
+                check_written(stage, plan)
+                entries = {f: FileEntry((stage / f).stat().st_size, h) for f, h in files.items()}
+                verified = "nothing (no --verify)"
+                if verify and want is None:
+                    verified = f"nothing: no --manifest given; wrote {MANIFEST_NAME} to compare against later"
+                elif want is not None:
+                    verified, bad = _compare(digests, entries, want)
+                    if bad:
+                        raise VerificationError(
+                            f"{output}: output does not match {want.name} ({len(bad)} problem(s): "
+                            f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); nothing was kept"
+                        )
+                doc = dump_yaml(Manifest(output.name, entries, tensors=digests)).encode()
+                (stage / MANIFEST_NAME).write_bytes(doc)
+                files[MANIFEST_NAME] = hashlib.sha256(doc).hexdigest()
+                (stage / SUMS_NAME).write_bytes(
+                    "".join(f"{h}  {f}\n" for f, h in sorted(files.items())).encode()
+                )
+        finally:
+            progress.finish()
+    return DeltaReport(output.absolute(), len(names), total, files, verified, time.monotonic() - t0)
+
+
+def _verify_base(base_dir: Path, spec: str) -> None:
+    from weightprep.checksum import verify_files, verify_tensors
+
+    m, path = resolve_manifest(spec)
+    if m.tensors:
+        bad = [r for r in verify_tensors(base_dir, m) if r.status in ("MISMATCH", "MISSING")]
+    else:
+        report = verify_files(base_dir, m)
+        bad = [r for r in report.results if r.status in ("MISMATCH", "MISSING")]
+    if bad:
+        names = ", ".join(f"{r.path} {r.status}" for r in bad[:5])
+        raise VerificationError(f"{base_dir}: the base does not match {m.name}: {names}")
+
+
+def apply_delta(base: Path, delta: Path, output: Path, **kw) -> DeltaReport:
+    """base + delta in float16, as FastChat computes it; config from the base, tokenizer from the delta.
+
+    Example: `apply_delta(Path("llama-7b-hf"), Path("vicuna-7b-delta-v1.1"), Path("vicuna-7b"))`.
+    """
+    return combine(
+        base,
+        delta,
+        output,
+        torch.add,
+        other_role="delta",
+        config_from=base,
+        tokenizer_from=delta,
+        **kw,
+    )
+
+
+def make_delta(base: Path, target: Path, output: Path, **kw) -> DeltaReport:
+    """target - base in float16, as FastChat's `make_delta`; config and tokenizer from the target."""
+    return combine(
+        base,
+        target,
+        output,
+        lambda b, t: torch.sub(t, b),
+        other_role="target",
+        config_from=target,
+        tokenizer_from=target,
+        **kw,
+    )
