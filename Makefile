@@ -58,6 +58,9 @@ demo: install
 	$(BIN)/weightprep convert-llama $(DEMO)/LLaMA $(DEMO)/llama-7b-hf --model-size 7B --quiet
 	cd $(DEMO)/llama-7b-hf && sha256sum -c --quiet SHA256SUMS && echo "SHA256SUMS: all files OK"
 	$(BIN)/python scripts/demo_generate.py $(DEMO)/llama-7b-hf
+	$(BIN)/weightprep make-example-delta $(DEMO)/llama-7b-hf $(DEMO)/tiny-delta
+	$(BIN)/weightprep apply-delta $(DEMO)/llama-7b-hf $(DEMO)/tiny-delta $(DEMO)/tiny-vicuna --verify --manifest $(DEMO)/tiny-delta/expected.yaml
+	$(BIN)/python scripts/demo_generate.py $(DEMO)/tiny-vicuna
 
 bench: install peers
 	$(BIN)/python bench/convert.py --ref-python $(REF)/bin/python

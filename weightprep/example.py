@@ -220,3 +220,52 @@ def make_example(root: Path, seed: int = 0, models: tuple[ExampleModel, ...] = E
         names.append("params.json")
         (folder / "checklist.chk").write_text("".join(f"{_md5(folder / n)}  {n}\n" for n in names))
     return root
+
+
+def make_delta_example(base: Path, out: Path, seed: int = 0, scale: float = 0.01) -> Path:
+    """An lmsys-style delta for a converted example: fp16 `pytorch_model-0000N-of-00002.bin`
+    shards + index + config + tokenizer, and `expected.yaml`, the tensor digests that
+    `apply-delta` must reproduce (base + delta in float16, computed here in memory).
+
+    Example: `make_delta_example(Path("llama-7b-hf"), Path("vicuna-tiny-delta"))`.
+    """
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from weightprep.checksum import tensor_digest
+    from weightprep.manifest import Manifest, dump_yaml
+
+    base_tensors: dict[str, torch.Tensor] = {}
+    for f in sorted(base.glob("*.safetensors")):
+        base_tensors.update(load_file(str(f)))
+    if not base_tensors:
+        raise FileNotFoundError(f"{base}: no safetensors weights (run convert-llama first)")
+    gen = torch.Generator().manual_seed(seed + 4242)
+    names = sorted(base_tensors)
+    delta = {n: (scale * torch.randn(base_tensors[n].shape, generator=gen)).half() for n in names}
+    out.mkdir(parents=True)
+    half = len(names) // 2
+    weight_map = {}
+    for i, part in enumerate((names[:half], names[half:])):
+        fname = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+        torch.save({n: delta[n] for n in part}, out / fname)
+        weight_map.update(dict.fromkeys(part, fname))
+    total = sum(t.numel() * 2 for t in delta.values())
+    (out / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ):
+        if (base / name).exists():
+            shutil.copy(base / name, out / name)
+    expected = {n: tensor_digest(base_tensors[n].half() + delta[n]) for n in names}
+    (out / "expected.yaml").write_text(
+        dump_yaml(Manifest("tiny-delta-expected", {}, "base + delta in float16", (), expected))
+    )
+    return out

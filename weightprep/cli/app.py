@@ -8,7 +8,7 @@ from weightprep import __version__
 from weightprep.cli.checks import hash_cmd, manifests_cmd, verify_cmd
 from weightprep.cli.convert import convert_llama
 from weightprep.cli.delta import apply_delta_cmd, compare_cmd, make_delta_cmd
-from weightprep.cli.example import make_example
+from weightprep.cli.example import make_example, make_example_delta
 
 app = typer.Typer(
     name="weightprep",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("convert-llama")(convert_llama)
 app.command("make-example")(make_example)
+app.command("make-example-delta")(make_example_delta)
 app.command("hash")(hash_cmd)
 app.command("verify")(verify_cmd)
 app.command("manifests")(manifests_cmd)

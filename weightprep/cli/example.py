@@ -36,3 +36,31 @@ def make_example(
             f"{m.folder} ({m.shards} shard{'s' if m.shards > 1 else ''})" for m in EXAMPLES
         )
         typer.echo(f"wrote {root}: tokenizer.model + {sizes}")
+
+
+def make_example_delta(
+    base: Annotated[Path, typer.Argument(help="A converted example (convert-llama output).")],
+    output: Annotated[Path, typer.Argument(help="Where to write the delta.")],
+    seed: Annotated[int, typer.Option(help="Seed for the delta's values.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write a tiny lmsys-style delta for a converted example, with expected.yaml to verify against.
+
+    Example:
+
+      weightprep make-example-delta llama-7b-hf tiny-delta && weightprep apply-delta llama-7b-hf tiny-delta out --verify --manifest tiny-delta/expected.yaml
+    """
+    from weightprep.errors import InputError, OutputExistsError
+    from weightprep.example import make_delta_example
+
+    def go() -> Path:
+        if output.exists():
+            raise OutputExistsError(f"{output}: already exists; choose a new folder")
+        try:
+            return make_delta_example(base, output, seed=seed)
+        except FileNotFoundError as exc:
+            raise InputError(str(exc)) from exc
+
+    out = run_core(go)
+    if not quiet:
+        typer.echo(f"wrote {out}: 2 fp16 .bin shards + tokenizer, and expected.yaml")
