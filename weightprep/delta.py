@@ -9,7 +9,6 @@ memory-mapped inputs, added, hashed and written, then dropped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -20,18 +19,17 @@ import torch
 
 from weightprep.errors import InputError, VerificationError
 from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.outputs import MANIFEST_NAME, file_entries, seal, write_files
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.reader import CheckpointReader
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
-from weightprep.manifest import FileEntry, Manifest, TensorEntry, dump_yaml, resolve_manifest
+from weightprep.manifest import FileEntry, Manifest, TensorEntry, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.tokenizer import tokenizer_files
 
 # Buffers older transformers saved into checkpoints; FastChat's from_pretrained drops them.
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight")
-MANIFEST_NAME = "manifest.yaml"
-SUMS_NAME = "SHA256SUMS"
 
 
 @dataclass(frozen=True)
@@ -182,11 +180,9 @@ def combine(
         try:
             with staged_folder(output, force=force) as stage:
                 files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
-                for name, data in extra.items():
-                    (stage / name).write_bytes(data)
-                    files[name] = hashlib.sha256(data).hexdigest()
+                write_files(stage, files, extra)
                 check_written(stage, plan)
-                entries = {f: FileEntry((stage / f).stat().st_size, h) for f, h in files.items()}
+                entries = file_entries(stage, files)
                 verified = "nothing (no --verify)"
                 if verify and want is None:
                     verified = f"nothing: no --manifest given; wrote {MANIFEST_NAME} to compare against later"
@@ -197,11 +193,12 @@ def combine(
                             f"{output}: output does not match {want.name} ({len(bad)} problem(s): "
                             f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); nothing was kept"
                         )
-                doc = dump_yaml(Manifest(output.name, entries, tensors=digests)).encode()
-                (stage / MANIFEST_NAME).write_bytes(doc)
-                files[MANIFEST_NAME] = hashlib.sha256(doc).hexdigest()
-                (stage / SUMS_NAME).write_bytes(
-                    "".join(f"{h}  {f}\n" for f, h in sorted(files.items())).encode()
+                seal(
+                    stage,
+                    files,
+                    digests,
+                    output.name,
+                    f"{other_role} {other_dir.name} on {base_dir.name}",
                 )
         finally:
             progress.finish()

@@ -7,7 +7,6 @@ tensor, whatever the model size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import torch
 
 from weightprep.errors import InputError
 from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.outputs import seal, write_files
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.pth import load_state_dict
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
@@ -32,13 +32,11 @@ from weightprep.llama.params import (
     hf_config,
     read_params,
 )
-from weightprep.manifest import FileEntry, Manifest, TensorEntry, dump_yaml, resolve_manifest
+from weightprep.manifest import TensorEntry, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.tokenizer import read_spm, tokenizer_files
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-SUMS_NAME = "SHA256SUMS"
-MANIFEST_NAME = "manifest.yaml"  # files + tensor digests, for `weightprep verify --tensors`
 
 
 @dataclass(frozen=True)
@@ -140,11 +138,6 @@ def _build(
     return t.to(dtype)
 
 
-def _sha256sums(files: dict[str, str]) -> bytes:
-    # Two spaces: text mode, the form `sha256sum -c` reads everywhere.
-    return "".join(f"{h}  {name}\n" for name, h in sorted(files.items())).encode()
-
-
 def convert_meta_to_hf(
     input_path: Path,
     output: Path,
@@ -226,21 +219,16 @@ def convert_meta_to_hf(
     try:
         with staged_folder(output, force=force) as stage:
             files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
-            for name, data in extra.items():
-                (stage / name).write_bytes(data)
-                files[name] = hashlib.sha256(data).hexdigest()
+            write_files(stage, files, extra)
             check_written(stage, plan)
             verified = tuple(verifier.result()) if verifier else ()
-            out_manifest = Manifest(
-                name=output.name,
-                description=f"converted by weightprep from {ckpt.size_dir.name} ({dtype})",
-                files={f: FileEntry((stage / f).stat().st_size, h) for f, h in files.items()},
-                tensors=digests or {},
+            seal(
+                stage,
+                files,
+                digests,
+                output.name,
+                f"converted by weightprep from {ckpt.size_dir.name} ({dtype})",
             )
-            data = dump_yaml(out_manifest).encode()
-            (stage / MANIFEST_NAME).write_bytes(data)
-            files[MANIFEST_NAME] = hashlib.sha256(data).hexdigest()
-            (stage / SUMS_NAME).write_bytes(_sha256sums(files))
     except BaseException:
         if verifier:
             verifier.cancel()
