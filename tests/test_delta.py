@@ -284,3 +284,31 @@ def test_fastchat_backend_missing_says_how_to_install(trio, tmp_path: Path, monk
     if res.exit_code == 0:
         pytest.skip("fastchat is importable in this interpreter")
     assert res.exit_code == 2 and "pip install --no-deps fschat==0.2.36" in res.output
+
+
+@pytest.mark.peer
+def test_output_loads_in_lavis_transformers(trio, tmp_path: Path) -> None:
+    base, _, delta = trio
+    out = apply_delta(base, delta, tmp_path / "v").output
+    code = (
+        "import sys, torch\n"
+        "from transformers import LlamaForCausalLM, LlamaTokenizer\n"
+        "tok = LlamaTokenizer.from_pretrained(sys.argv[1], use_fast=False)\n"
+        "m = LlamaForCausalLM.from_pretrained(sys.argv[1], torch_dtype='auto')\n"
+        "ids = tok(' Write a short description for the image.', return_tensors='pt').input_ids\n"
+        "print(m.dtype, ids.tolist()[0], m.generate(ids, max_new_tokens=2, min_new_tokens=2).shape[1])\n"
+    )
+    import sentencepiece as spm
+
+    line = run_peer("transformers-4.33.2", code, str(out)).strip().splitlines()[-1]
+    sp = spm.SentencePieceProcessor(model_file=str(delta / "tokenizer.model"))
+    want = [1, *sp.encode(" Write a short description for the image.")]
+    assert line.startswith("torch.float16 ") and str(want).replace(" ", "") in line.replace(" ", "")
+
+
+def test_make_delta_cli(trio, tmp_path: Path) -> None:
+    base, tuned, _ = trio
+    res = invoke("make-delta", base, tuned, tmp_path / "d", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n_tensors"] == 21
+    assert invoke("apply-delta", base, tmp_path / "d", tmp_path / "again", "-q").exit_code == 0
