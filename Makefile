@@ -14,7 +14,7 @@ OLD    := $(PEERS)/transformers-4.33.2
 FC     := $(PEERS)/fastchat-0.2.36
 DEMO   := demo-output
 
-.PHONY: install peers test test-fast demo bench bench-hash lint clean
+.PHONY: install peers test test-fast demo bench bench-delta bench-hash lint clean
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,9 @@ demo: install
 
 bench: install peers
 	$(BIN)/python bench/convert.py --ref-python $(REF)/bin/python
+
+bench-delta: install peers
+	$(BIN)/python bench/delta.py --fastchat-python $(FC)/bin/python
 
 bench-hash: install
 	$(BIN)/python bench/hash.py
