@@ -312,3 +312,13 @@ def test_make_delta_cli(trio, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_tensors"] == 21
     assert invoke("apply-delta", base, tmp_path / "d", tmp_path / "again", "-q").exit_code == 0
+
+
+def test_tensor_digests_only_when_verifying(trio, tmp_path: Path) -> None:
+    from weightprep.manifest import read_manifest
+
+    base, _, delta = trio
+    plain = apply_delta(base, delta, tmp_path / "plain").output
+    assert read_manifest(plain / "manifest.yaml").tensors == {}
+    checked = apply_delta(base, delta, tmp_path / "checked", verify=True).output
+    assert len(read_manifest(checked / "manifest.yaml").tensors) == 21

@@ -175,7 +175,9 @@ def combine(
             return n, op(base[n].to(torch.float16), other[n].to(torch.float16))
 
         tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, names)
-        digests: dict[str, TensorEntry] = {}
+        # Per-tensor digests cost a second sha256 pass of CPU (docs/performance.md): computed
+        # when the user asked for verification, which needs them.
+        digests: dict[str, TensorEntry] | None = {} if (verify or want is not None) else None
         progress.start(total, f"{other_role} {other_dir.name}")
         try:
             with staged_folder(output, force=force) as stage:
@@ -187,7 +189,7 @@ def combine(
                 if verify and want is None:
                     verified = f"nothing: no --manifest given; wrote {MANIFEST_NAME} to compare against later"
                 elif want is not None:
-                    verified, bad = _compare(digests, entries, want)
+                    verified, bad = _compare(digests or {}, entries, want)
                     if bad:
                         raise VerificationError(
                             f"{output}: output does not match {want.name} ({len(bad)} problem(s): "
