@@ -9,6 +9,7 @@ from weightprep.cli.checks import hash_cmd, manifests_cmd, verify_cmd
 from weightprep.cli.convert import convert_llama
 from weightprep.cli.delta import apply_delta_cmd, compare_cmd, make_delta_cmd
 from weightprep.cli.example import make_example, make_example_delta
+from weightprep.cli.lavis import patch_lavis_config_cmd
 
 app = typer.Typer(
     name="weightprep",
@@ -26,6 +27,7 @@ app.command("manifests")(manifests_cmd)
 app.command("apply-delta")(apply_delta_cmd)
 app.command("make-delta")(make_delta_cmd)
 app.command("compare")(compare_cmd)
+app.command("patch-lavis-config")(patch_lavis_config_cmd)
 
 
 def _version(value: bool) -> None:
