@@ -175,3 +175,14 @@ def test_shipped_manifest_by_name(meta_root: Path) -> None:
 def test_tensors_need_yaml(folder: Path, tmp_path: Path) -> None:
     res = invoke("hash", folder, "-o", tmp_path / "S", "--tensors", "--format", "sha256sum")
     assert res.exit_code == 2 and "--format yaml" in res.output and not (tmp_path / "S").exists()
+
+
+def test_tensor_digests_prefer_safetensors_like_a_loader(converted, tmp_path: Path) -> None:
+    """A Hub-style folder with both model.safetensors and pytorch_model.bin digests once."""
+    src = converted("7B")
+    both = tmp_path / "both"
+    shutil.copytree(src, both)
+    from tests.delta_fixtures import read_all
+
+    torch.save(read_all(src), both / "pytorch_model.bin")
+    assert tensor_digests(both) == tensor_digests(src)

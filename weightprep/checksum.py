@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,33 +174,21 @@ def tensor_digest(t) -> TensorEntry:
     )
 
 
-def iter_tensors(folder: Path) -> Iterator[tuple[str, str, object]]:
-    """(file, tensor name, tensor) for every tensor in every checkpoint file under `folder`."""
-    from safetensors import safe_open
-
-    from weightprep.io.pth import load_state_dict
-
-    for rel in list_files(folder):
-        p = folder / rel
-        if rel.endswith(".safetensors"):
-            with safe_open(str(p), framework="pt") as f:
-                for k in f.keys():
-                    yield rel, k, f.get_tensor(k)
-        elif rel.endswith((".bin", ".pth", ".pt")):
-            for k, t in load_state_dict(p).items():
-                yield rel, k, t
-
-
 def tensor_digests(folder: Path, progress: Progress | None = None) -> dict[str, TensorEntry]:
-    """Digest of every tensor under `folder`; the same name twice (in two files) is an error."""
+    """Digest of every tensor in the folder's weight files, read one at a time.
+
+    The weight files are those a loader reads (`io.reader.weight_files`: safetensors when present,
+    else `.bin`/`.pth`, top level); the same tensor name in two files is an error.
+    """
+    from weightprep.io.reader import CheckpointReader
+
     progress = progress or NullProgress()
     out: dict[str, TensorEntry] = {}
-    where: dict[str, str] = {}
-    for rel, name, t in iter_tensors(folder):
-        if name in out:
-            raise InputError(f"{folder / rel}: tensor {name} also in {where[name]}")
-        out[name], where[name] = tensor_digest(t), rel
-        progress.advance(t.numel() * t.element_size(), name)
+    with CheckpointReader(folder) as r:
+        for name in r.info:
+            t = r[name]
+            out[name] = tensor_digest(t)
+            progress.advance(t.numel() * t.element_size(), name)
     return out
 
 
