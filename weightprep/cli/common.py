@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 import typer
@@ -99,9 +97,3 @@ def run_core(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("interrupted; nothing was left under the output name", err=True)
         raise typer.Exit(130) from None
-
-
-@contextmanager
-def timer() -> Iterator[Callable[[], float]]:
-    t0 = time.monotonic()
-    yield lambda: time.monotonic() - t0
