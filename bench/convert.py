@@ -444,30 +444,32 @@ def measure(
 
 # --------------------------------------------------------------------------- phases
 
-# Runs in a fresh interpreter: wraps the converter's internals with timers and converts once.
-PHASES = textwrap.dedent(
+# Shared by bench/convert.py and bench/delta.py: runs first in the fresh interpreter of a phase
+# run; times the streaming writer's file writes, fsyncs, sha256 calls and hasher waits from
+# outside the product (module attributes swapped, no product code changed).
+WRITER_TIMERS = textwrap.dedent(
     """
     import json, os, sys, time
     T0 = time.perf_counter()
     from collections import defaultdict
     from pathlib import Path
     import weightprep.io.safetensors_writer as w
-    import weightprep.llama.convert as c
     t = defaultdict(float)
-    t[IMPORT] = time.perf_counter() - T0
 
     def add(key, s):
         t[key] += time.perf_counter() - s
 
-    def timed(mod, name, key):
-        orig = getattr(mod, name)
+    def wrap(fn, key):
         def f(*a, **k):
             s = time.perf_counter()
             try:
-                return orig(*a, **k)
+                return fn(*a, **k)
             finally:
                 add(key, s)
-        setattr(mod, name, f)
+        return f
+
+    def timed(mod, name, key):
+        setattr(mod, name, wrap(getattr(mod, name), key))
 
     class Sha:
         def __init__(self, data=b""):
@@ -504,19 +506,31 @@ PHASES = textwrap.dedent(
             os.fsync(fd)
             add(FSYNC, s)
 
-    if hasattr(w, "ThreadPoolExecutor"):
-        class Future:
-            def __init__(self, f):
-                self.f = f
-            def result(self):
-                s = time.perf_counter()
-                r = self.f.result()
-                add(WAIT, s)
-                return r
-        class Pool(w.ThreadPoolExecutor):
-            def submit(self, *a, **k):
-                return Future(super().submit(*a, **k))
-        w.ThreadPoolExecutor = Pool
+    class Future:
+        def __init__(self, f):
+            self.f = f
+        def result(self):
+            s = time.perf_counter()
+            r = self.f.result()
+            add(WAIT, s)
+            return r
+
+    class Pool(w.ThreadPoolExecutor):
+        def submit(self, *a, **k):
+            return Future(super().submit(*a, **k))
+
+    w.ThreadPoolExecutor = Pool
+    w.hashlib = type("H", (), {"sha256": Sha})
+    w.open = File
+    w.os = Os()
+    """
+)
+
+# Runs in a fresh interpreter after WRITER_TIMERS: wraps the converter's internals and converts once.
+PHASES = WRITER_TIMERS + textwrap.dedent(
+    """
+    import weightprep.llama.convert as c
+    t[IMPORT] = time.perf_counter() - T0
 
     timed(c, "load_state_dict", OPEN)
     timed(c, "_check_inputs", CHECK)
@@ -524,9 +538,6 @@ PHASES = textwrap.dedent(
     timed(c, "_build", BUILD)
     timed(c, "check_written", REOPEN)
     timed(c, "write_sharded", WRITER)
-    w.hashlib = type("H", (), {"sha256": Sha})
-    w.open = File
-    w.os = Os()
     s = time.perf_counter()
     c.convert_meta_to_hf(Path(sys.argv[1]), Path(sys.argv[2]), model_size="7B", dtype=sys.argv[3])
     add(CONVERT, s)

@@ -248,86 +248,13 @@ def describe_output(out: Path, ref: Path | None) -> str:
 
 # --------------------------------------------------------------------------- phases
 
-# Runs in a fresh interpreter: wraps apply-delta's internals with timers and applies once.
-PHASES = textwrap.dedent(
+# Runs in a fresh interpreter after bench/convert.py's WRITER_TIMERS: wraps apply-delta's
+# internals with timers and applies once.
+PHASES = cb.WRITER_TIMERS + textwrap.dedent(
     """
-    import json, os, sys, time
-    T0 = time.perf_counter()
-    from collections import defaultdict
-    from pathlib import Path
-    import weightprep.io.safetensors_writer as w
     import weightprep.delta as d
     import weightprep.io.reader as rd
-    t = defaultdict(float)
     t[IMPORT] = time.perf_counter() - T0
-
-    def add(key, s):
-        t[key] += time.perf_counter() - s
-
-    def wrap(fn, key):
-        def f(*a, **k):
-            s = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                add(key, s)
-        return f
-
-    def timed(mod, name, key):
-        setattr(mod, name, wrap(getattr(mod, name), key))
-
-    class Sha:
-        def __init__(self, data=b""):
-            import hashlib
-            self.h = hashlib.sha256()
-            self.update(data)
-        def update(self, b):
-            s = time.perf_counter()
-            self.h.update(b)
-            add(SHA, s)
-        def hexdigest(self):
-            return self.h.hexdigest()
-
-    class File:
-        def __init__(self, *a):
-            self.f = open(*a)
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-        def __enter__(self):
-            return self
-        def __exit__(self, *exc):
-            self.f.close()
-        def write(self, b):
-            s = time.perf_counter()
-            n = self.f.write(b)
-            add(WRITE, s)
-            return n
-
-    class Os:
-        def __getattr__(self, name):
-            return getattr(os, name)
-        def fsync(self, fd):
-            s = time.perf_counter()
-            os.fsync(fd)
-            add(FSYNC, s)
-
-    class Future:
-        def __init__(self, f):
-            self.f = f
-        def result(self):
-            s = time.perf_counter()
-            r = self.f.result()
-            add(WAIT, s)
-            return r
-
-    class Pool(w.ThreadPoolExecutor):
-        def submit(self, *a, **k):
-            return Future(super().submit(*a, **k))
-
-    w.ThreadPoolExecutor = Pool
-    w.hashlib = type("H", (), {"sha256": Sha})
-    w.open = File
-    w.os = Os()
 
     # The main thread's wait for the prefetched tensor: wrap the iterator prefetch_map returns.
     orig_prefetch = d.prefetch_map
@@ -376,7 +303,7 @@ PHASE_NAMES = {
     "WRITE": "·· f.write (copy into the page cache)",
     "WAIT": "·· wait for the sha256 threads after each write",
     "FSYNC": "·· fsync of the shard",
-    "SHA": "·· sha256, summed (file + per-tensor digest, on 2 hasher threads)",
+    "SHA": "·· sha256, summed (file digests; + per-tensor digests with --verify)",
     "REOPEN": "· re-open and check the written headers",
     "TOTAL": "process, all of it",
 }

@@ -42,7 +42,8 @@ class DeltaReport:
     seconds: float
 
 
-def _names(r: CheckpointReader) -> set[str]:
+def weight_names(r: CheckpointReader) -> set[str]:
+    """The tensors that are weights (not buffers transformers recomputes and ignores)."""
     return {n for n in r.info if not n.endswith(IGNORED_SUFFIXES)}
 
 
@@ -50,7 +51,7 @@ def preflight(
     base: CheckpointReader, other: CheckpointReader, other_role: str = "delta"
 ) -> list[str]:
     """Names both sides share, in the base's order; raise InputError on any mismatch."""
-    b, o = _names(base), _names(other)
+    b, o = weight_names(base), weight_names(other)
     if b - o or o - b:
         only_b, only_o = sorted(b - o), sorted(o - b)
         parts = []

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from weightprep.checksum import hash_tree
-from weightprep.delta import DeltaReport, _names
+from weightprep.delta import DeltaReport, weight_names
 from weightprep.errors import InputError, VerificationError
 from weightprep.io.atomic import staged_folder
 from weightprep.io.reader import CheckpointReader
@@ -52,12 +52,12 @@ def check_fastchat_output(out: Path, base: Path) -> None:
                 "use --backend stream (the default)"
             )
     with CheckpointReader(base) as rb, CheckpointReader(out) as ro:
-        missing = sorted(_names(rb) - _names(ro))
+        missing = sorted(weight_names(rb) - weight_names(ro))
         if missing:
             raise VerificationError(
                 f"{out}: FastChat's output lacks {len(missing)} tensor(s) of the base ({', '.join(missing[:3])})"
             )
-        drift = sorted(n for n in _names(ro) if ro.info[n].dtype != torch.float16)
+        drift = sorted(n for n in weight_names(ro) if ro.info[n].dtype != torch.float16)
         if drift:
             d = ro.info[drift[0]].dtype
             raise VerificationError(
@@ -97,7 +97,7 @@ def apply_delta_fastchat(
         check_fastchat_output(stage, base)
         files = {k: v.sha256 or "" for k, v in hash_tree(stage).items()}
         with CheckpointReader(stage) as r:
-            n = len(_names(r))
+            n = len(weight_names(r))
             total = sum(r.info[k].dtype.itemsize * prod(r.info[k].shape) for k in r.info)
     return DeltaReport(
         output.absolute(), n, total, files, "nothing (FastChat backend)", time.monotonic() - t0
