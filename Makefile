@@ -13,8 +13,13 @@ OLD    := $(PEERS)/transformers-4.33.2
 # FastChat's apply_delta, the delta step's reference; only what it imports (no server deps).
 FC     := $(PEERS)/fastchat-0.2.36
 DEMO   := demo-output
+SMOKE  := smoke-output
+# `make smoke-test LLM=... WEIGHTS=... MODEL=...` runs the real thing; with neither, the example.
+MODEL  ?= instructblip-vicuna7b
+LLM    ?=
+WEIGHTS ?=
 
-.PHONY: install peers test test-fast demo bench bench-delta bench-hash lint clean
+.PHONY: install peers test test-fast demo smoke-test bench bench-delta bench-hash lint clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +67,20 @@ demo: install
 	$(BIN)/weightprep apply-delta $(DEMO)/llama-7b-hf $(DEMO)/tiny-delta $(DEMO)/tiny-vicuna --verify --manifest $(DEMO)/tiny-delta/expected.yaml
 	$(BIN)/python scripts/demo_generate.py $(DEMO)/tiny-vicuna
 
+smoke-test: install
+ifeq ($(LLM)$(WEIGHTS),)
+	@echo "smoke-test: no LLM= or WEIGHTS= given: running the built-in tiny example (no downloads)"
+	rm -rf $(SMOKE)
+	$(BIN)/weightprep make-example $(SMOKE)/LLaMA --quiet
+	$(BIN)/weightprep convert-llama $(SMOKE)/LLaMA $(SMOKE)/llama-7b-hf --model-size 7B --quiet
+	$(BIN)/weightprep make-example-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta --quiet
+	$(BIN)/weightprep apply-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta $(SMOKE)/tiny-vicuna --verify --manifest $(SMOKE)/tiny-delta/expected.yaml --quiet
+	$(BIN)/weightprep make-example-vlm $(SMOKE)/tiny-instructblip --llm $(SMOKE)/tiny-vicuna --quiet
+	HF_HUB_OFFLINE=1 $(BIN)/weightprep smoke-test --example --model instructblip-vicuna7b --llm $(SMOKE)/tiny-vicuna --weights $(SMOKE)/tiny-instructblip --max-new-tokens 24
+else
+	$(BIN)/weightprep smoke-test --model $(MODEL) $(if $(LLM),--llm $(LLM)) $(if $(WEIGHTS),--weights $(WEIGHTS))
+endif
+
 bench: install peers
 	$(BIN)/python bench/convert.py --ref-python $(REF)/bin/python
 
@@ -76,4 +95,4 @@ lint: install
 	$(BIN)/ruff format --check weightprep tests bench scripts
 
 clean:
-	rm -rf $(VENV) $(PEERS) $(DEMO) bench/out .pytest_cache
+	rm -rf $(VENV) $(PEERS) $(DEMO) $(SMOKE) bench/out .pytest_cache

@@ -17,11 +17,11 @@ import torch
 from weightprep.errors import CheckpointError
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Map a checkpoint into memory and return its flat `{name: tensor}` dict.
+def load_checkpoint(path: Path) -> object:
+    """Map a checkpoint into memory and return what it holds (tensors in plain containers).
 
-    Raises `CheckpointError` naming the file for anything that is not a complete, tensors-only
-    checkpoint. Example: `load_state_dict(Path("7B/consolidated.00.pth"))["norm.weight"]`.
+    Raises `CheckpointError` naming the file for anything that is not a complete checkpoint of
+    tensors, numbers, strings and plain containers.
     """
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -43,6 +43,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from exc
+    return obj
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Map a checkpoint into memory and return its flat `{name: tensor}` dict.
+
+    Raises `CheckpointError` naming the file for anything that is not a complete, tensors-only
+    checkpoint. Example: `load_state_dict(Path("7B/consolidated.00.pth"))["norm.weight"]`.
+    """
+    obj = load_checkpoint(path)
     if not isinstance(obj, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
     ):

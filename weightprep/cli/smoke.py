@@ -1,0 +1,193 @@
+"""`weightprep smoke-test` and `weightprep make-example-vlm`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weightprep.cli.common import run_core
+
+MODELS = (
+    "instructblip-vicuna7b",
+    "instructblip-vicuna13b",
+    "vip-llava-7b",
+    "mblip-mt0-xl",
+    "rinna-minigpt4",
+)
+LAVIS_INSTALL = (
+    "LAVIS is not importable: install it from source (its PyPI release has no InstructBLIP): "
+    "git clone https://github.com/salesforce/LAVIS && pip install -e LAVIS"
+)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _print(report) -> None:
+    echo = typer.echo
+    what = "the built-in tiny example (random weights)" if report.example else report.weights
+    echo(f"smoke-test {report.model} ({report.backend}) on {what}")
+    if report.example:
+        echo("  this is the built-in example: it proves the path runs, not that real weights work")
+    echo(
+        f"  device {report.device}, dtype {report.dtype} ({report.dtype_reason})"
+        + (f", {report.quantize}" if report.quantize != "none" else "")
+    )
+    kind, peak = report.peak_memory
+    echo(f"  load {report.load_seconds:.1f} s, peak memory {_gib(peak)} ({kind})")
+    for note in report.notes:
+        echo(f"  note: {note}")
+    for r in report.results:
+        echo(f"[{r.mode}] {r.prompt}")
+        echo(f"  -> {r.answer!r}")
+        echo(f"  {r.tokens} tokens in {r.seconds:.2f} s ({r.tokens_per_second:.1f} tok/s)")
+        for c in r.checks:
+            echo(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    for c in report.checks:
+        echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    echo("PASS" if report.ok else f"FAIL: {len(report.failures)} check(s) failed")
+
+
+def smoke_test_cmd(
+    model: Annotated[str, typer.Option(help="One of: " + ", ".join(MODELS) + ".")] = MODELS[0],
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="Language model folder or Hub id: your prepared Vicuna for InstructBLIP."
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="The model's published weights (folder or Hub id); default: the card's."),
+    ] = None,
+    vision: Annotated[
+        str | None,
+        typer.Option(help="rinna-minigpt4 only: the BLIP-2 ViT + Q-Former (folder or Hub id)."),
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option(help="Image to caption; default: a drawn one.")
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="One prompt instead of the model's set.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float16, bfloat16 or float32.")] = "auto",
+    quantize: Annotated[
+        str, typer.Option(help="none, 8bit or 4bit (CUDA + bitsandbytes).")
+    ] = "none",
+    backend: Annotated[
+        str, typer.Option(help="transformers, or lavis (InstructBLIP).")
+    ] = "transformers",
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 64,
+    expect: Annotated[
+        list[str] | None, typer.Option(help="A word some answer must contain (repeatable).")
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of --weights.")] = None,
+    example: Annotated[
+        bool, typer.Option(help="Say that these are the built-in tiny example's weights.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Caption an image with prepared weights and check the answers: finite logits, non-empty,
+    not degenerate, and the image must matter. Exit 1 when a check fails.
+
+    Example:
+
+      weightprep smoke-test --model instructblip-vicuna7b --llm vicuna-7b
+    """
+    from weightprep.errors import InputError
+
+    choices = {
+        "--model": (model, MODELS),
+        "--device": (device, ("auto", "cpu", "cuda")),
+        "--dtype": (dtype, ("auto", "float16", "bfloat16", "float32")),
+        "--quantize": (quantize, ("none", "8bit", "4bit")),
+        "--backend": (backend, ("transformers", "lavis")),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise typer.BadParameter(f"{value!r}: one of {', '.join(allowed)}", param_hint=flag)
+    _quiet_libraries()
+
+    if backend == "lavis":
+        from weightprep.smoke.lavis_backend import lavis_available, run_lavis
+
+        if not lavis_available():
+            run_core(lambda: (_ for _ in ()).throw(InputError(LAVIS_INSTALL)))
+        report = run_core(lambda: run_lavis(model, device, image, prompt))
+    else:
+        from weightprep.smoke.runner import Options, run_smoke
+
+        opts = Options(
+            model=model,
+            weights=weights,
+            llm=llm,
+            vision=vision,
+            image=image,
+            prompt=prompt,
+            device=device,
+            dtype=dtype,
+            quantize=quantize,
+            max_new_tokens=max_new_tokens,
+            expect=tuple(expect or ()),
+            revision=revision,
+            example=example,
+        )
+        report = run_core(lambda: run_smoke(opts))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def make_example_vlm_cmd(
+    folder: Annotated[Path, typer.Argument(help="Where to write the tiny model's folders.")],
+    model: Annotated[str, typer.Option(help="One of: " + ", ".join(MODELS) + ".")] = MODELS[0],
+    llm: Annotated[
+        Path | None, typer.Option(help="InstructBLIP / VipLLaVA: a converted tiny LLaMA folder.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Write a tiny random vision-language model in the real format, for `smoke-test`.
+
+    Example:
+
+      weightprep make-example-vlm tiny-iblip --llm tiny-vicuna && weightprep smoke-test --example --llm tiny-vicuna --weights tiny-iblip
+    """
+    from weightprep.errors import OutputExistsError
+
+    _quiet_libraries()
+
+    def go() -> dict:
+        from weightprep.smoke.example import build
+
+        if folder.exists() and any(folder.iterdir()):
+            raise OutputExistsError(f"{folder}: exists and is not empty; choose a new folder")
+        return build(model, folder, llm)
+
+    args = run_core(go)
+    if not quiet:
+        flags = " ".join(f"--{k} {v}" for k, v in args.items())
+        typer.echo(
+            f"wrote {folder}; smoke-test it with: weightprep smoke-test --model {model} "
+            f"--example {flags}"
+        )

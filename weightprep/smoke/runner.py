@@ -1,0 +1,169 @@
+"""Run a smoke test: load, prompt, check, time. Returns a report; never prints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from weightprep.errors import InputError
+from weightprep.smoke import checks, runtime
+from weightprep.smoke.checks import Check
+from weightprep.smoke.image import blank_like, load_image
+from weightprep.smoke.specs import SPECS, ModelSpec, Run
+
+SEED = 0
+
+
+@dataclass
+class Options:
+    model: str
+    weights: str | None = None
+    llm: str | None = None
+    vision: str | None = None
+    image: Path | None = None
+    prompt: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    quantize: str = "none"
+    max_new_tokens: int = 64
+    expect: tuple[str, ...] = ()
+    revision: str | None = None
+    example: bool = False  # the built-in tiny example: said plainly in the report
+    # False builds prompts without the image placeholder tokens, as a caller unaware of
+    # transformers 5.x's scheme would; the "image matters" check must then fail (tests use it).
+    image_placeholders: bool = True
+
+
+@dataclass
+class PromptResult:
+    prompt: str
+    mode: str
+    answer: str
+    tokens: int
+    seconds: float
+    tokens_per_second: float
+    checks: list[Check]
+
+
+@dataclass
+class Report:
+    model: str
+    backend: str
+    example: bool
+    device: str
+    dtype: str
+    dtype_reason: str
+    quantize: str
+    weights: str
+    llm: str | None
+    load_seconds: float
+    peak_memory: tuple[str, int] = ("rss", 0)
+    notes: list[str] = field(default_factory=list)
+    results: list[PromptResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)  # the run-wide ones
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.all_checks() if not c.ok]
+
+    def all_checks(self) -> list[Check]:
+        return [c for r in self.results for c in r.checks] + self.checks
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["peak_memory"] = {"kind": self.peak_memory[0], "bytes": self.peak_memory[1]}
+        d["ok"] = self.ok
+        return d
+
+
+def spec_for(name: str) -> ModelSpec:
+    if name not in SPECS:
+        raise InputError(f"unknown model {name!r}; one of: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def runs_for(spec: ModelSpec, prompt: str | None) -> tuple[Run, ...]:
+    """The spec's runs, or the user's prompt decoded in each of the spec's modes."""
+    if prompt is None:
+        return spec.runs
+    modes = {r.mode: r for r in spec.runs}
+    return tuple(Run(prompt, r.mode, r.generate) for r in modes.values())
+
+
+def load_pipeline(spec: ModelSpec, opts: Options, placement: runtime.Placement):
+    weights = opts.weights or spec.weights
+    if spec.family == "instructblip":
+        from weightprep.smoke import instructblip as fam
+    elif spec.family == "vipllava":
+        from weightprep.smoke import vipllava as fam
+    elif spec.family == "blip2":
+        from weightprep.smoke import blip2 as fam
+    else:
+        from weightprep.smoke import minigpt4
+
+        return minigpt4.load(spec, weights, opts.llm, placement, opts.revision, opts.vision)
+    if opts.vision is not None:
+        raise InputError(f"{spec.name}: --vision applies only to rinna-minigpt4")
+    return fam.load(spec, weights, opts.llm, placement, opts.revision)
+
+
+def run_prompt(
+    pipe, image, run: Run, max_new_tokens: int, placeholders: bool = True
+) -> tuple[PromptResult, torch.Tensor]:
+    inputs = pipe.encode(image, run.prompt, image_tokens=placeholders)
+    logits = pipe.next_logits(inputs)
+    found = [checks.finite_logits(logits)]
+    if not found[0].ok:  # sampling from NaN would crash; the reason is already known
+        return PromptResult(run.prompt, run.mode, "", 0, 0.0, 0.0, found), logits
+    torch.manual_seed(SEED)
+    start = time.perf_counter()
+    ids = pipe.generate(inputs, dict(run.generate), max_new_tokens)
+    seconds = time.perf_counter() - start
+    answer = pipe.decode(ids)
+    found += [checks.non_empty(answer, len(ids)), checks.not_degenerate(ids)]
+    rate = len(ids) / seconds if seconds > 0 else 0.0
+    return PromptResult(run.prompt, run.mode, answer, len(ids), seconds, rate, found), logits
+
+
+def run_smoke(opts: Options) -> Report:
+    spec = spec_for(opts.model)
+    placement = runtime.choose(opts.device, opts.dtype, opts.quantize, spec.cuda_dtype)
+    image = load_image(opts.image)
+    runtime.reset_peak()
+    start = time.perf_counter()
+    pipe = load_pipeline(spec, opts, placement)
+    report = Report(
+        model=spec.name,
+        backend="transformers",
+        example=opts.example,
+        device=placement.device,
+        dtype=placement.dtype,
+        dtype_reason=placement.reason,
+        quantize=placement.quantize,
+        weights=opts.weights or spec.weights,
+        llm=opts.llm or spec.llm,
+        load_seconds=time.perf_counter() - start,
+        notes=list(pipe.notes),
+    )
+    first_logits = None
+    for run in runs_for(spec, opts.prompt):
+        result, logits = run_prompt(pipe, image, run, opts.max_new_tokens, opts.image_placeholders)
+        report.results.append(result)
+        if first_logits is None:
+            first_logits = (run, logits)
+    run, logits = first_logits
+    blank = pipe.next_logits(
+        pipe.encode(blank_like(image), run.prompt, image_tokens=opts.image_placeholders)
+    )
+    report.checks.append(checks.image_matters(logits, blank))
+    if opts.expect:
+        report.checks.append(checks.expected_words([r.answer for r in report.results], opts.expect))
+    report.peak_memory = runtime.peak_memory(placement.device)
+    return report
