@@ -10,9 +10,8 @@ reported.
 
 from __future__ import annotations
 
-from weightprep.errors import InputError
-from weightprep.smoke.pipeline import ProcessorPipeline, resize_vocab
-from weightprep.smoke.runtime import Placement, llm_load_kwargs
+from weightprep.smoke.pipeline import ProcessorPipeline, load_whole, resize_vocab
+from weightprep.smoke.runtime import Placement
 from weightprep.smoke.specs import ModelSpec
 
 
@@ -21,14 +20,9 @@ def load(
 ) -> ProcessorPipeline:
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-    if llm is not None:
-        raise InputError(f"{spec.name}: --llm does not apply; the language model is in --weights")
-    try:
-        model = Blip2ForConditionalGeneration.from_pretrained(
-            weights, revision=revision, **llm_load_kwargs(placement)
-        )
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{weights}: cannot load BLIP-2 weights ({exc})") from None
+    model = load_whole(
+        Blip2ForConditionalGeneration, spec, weights, llm, placement, revision, "BLIP-2"
+    )
     processor = Blip2Processor.from_pretrained(weights, revision=revision)
     notes = []
     if processor.num_query_tokens is None:
@@ -44,9 +38,6 @@ def load(
         model.config.image_token_id = image_id
         if image_id >= model.get_input_embeddings().weight.shape[0]:
             resize_vocab(model.language_model, image_id + 1)
-    if placement.quantize == "none":
-        model.to(placement.device)
-    model.eval()
     return ProcessorPipeline(
         model=model,
         processor=processor,

@@ -54,6 +54,23 @@ def resize_vocab(model: Any, size: int) -> None:
                 bias[old:] = bias[:old].float().mean().to(bias.dtype)
 
 
+def load_whole(model_cls, spec, weights: str, llm, placement, revision, what: str):
+    """A model whose published weights hold its language model too (VipLLaVA, mBLIP), loaded
+    with `from_pretrained` and placed; `--llm` does not apply to it."""
+    from weightprep.errors import InputError
+    from weightprep.smoke.runtime import llm_load_kwargs
+
+    if llm is not None:
+        raise InputError(f"{spec.name}: --llm does not apply; the language model is in --weights")
+    try:
+        model = model_cls.from_pretrained(weights, revision=revision, **llm_load_kwargs(placement))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{weights}: cannot load {what} weights ({exc})") from None
+    if placement.quantize == "none":
+        model.to(placement.device)
+    return model.eval()
+
+
 @dataclass
 class ProcessorPipeline:
     """A transformers vision-language model driven through its processor."""

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from weightprep.errors import InputError
-from weightprep.smoke.pipeline import ProcessorPipeline
-from weightprep.smoke.runtime import Placement, llm_load_kwargs
+from weightprep.smoke.pipeline import ProcessorPipeline, load_whole
+from weightprep.smoke.runtime import Placement
 from weightprep.smoke.specs import ModelSpec
 
 
@@ -14,21 +13,12 @@ def load(
 ) -> ProcessorPipeline:
     from transformers import AutoProcessor, VipLlavaForConditionalGeneration
 
-    if llm is not None:
-        raise InputError(f"{spec.name}: --llm does not apply; the language model is in --weights")
-    try:
-        model = VipLlavaForConditionalGeneration.from_pretrained(
-            weights, revision=revision, **llm_load_kwargs(placement)
-        )
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{weights}: cannot load VipLLaVA weights ({exc})") from None
-    processor = AutoProcessor.from_pretrained(weights, revision=revision)
-    if placement.quantize == "none":
-        model.to(placement.device)
-    model.eval()
+    model = load_whole(
+        VipLlavaForConditionalGeneration, spec, weights, llm, placement, revision, "VipLLaVA"
+    )
     return ProcessorPipeline(
         model=model,
-        processor=processor,
+        processor=AutoProcessor.from_pretrained(weights, revision=revision),
         template=spec.template,
         device=placement.device,
         dtype=placement.torch_dtype,
