@@ -20,8 +20,45 @@ def _isolate_hf(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     home = tmp_path_factory.getbasetemp() / "hf_home"
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads these once, at import: set its constants too, so that no test can
+    # reach the network or a real cache however early it was imported
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HOME", str(home))
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+
+
+@pytest.fixture
+def hub_stand_in(monkeypatch: pytest.MonkeyPatch):
+    """hub_stand_in({repo_id: folder}) -> a running `HubStandIn` that huggingface_hub (and so
+    transformers) talks to instead of the Hub: plain HTTP downloads (no Xet), online mode."""
+    import huggingface_hub.constants as hub
+
+    from tests.hubserver import HubStandIn
+
+    servers = []
+
+    def start(repos: dict) -> HubStandIn:
+        server = HubStandIn(repos)
+        servers.append(server)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(hub, "ENDPOINT", server.url)
+        monkeypatch.setattr(
+            hub,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            server.url + "/{repo_id}/resolve/{revision}/{filename}",
+        )
+        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hub, "HF_HUB_DISABLE_XET", True)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture(scope="session")

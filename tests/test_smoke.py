@@ -92,6 +92,73 @@ def test_degenerate_model_fails(examples, tmp_path):
     assert "repeated 12 times" in failed[0].detail
 
 
+def test_hub_ids_go_through_huggingface_hub(examples, converted, tmp_path, hub_stand_in):
+    """Hub ids are fetched by the real huggingface_hub client (from a stand-in Hub on
+    127.0.0.1), and of InstructBLIP's shards only those holding non-LLM tensors are downloaded."""
+    from transformers import InstructBlipForConditionalGeneration
+
+    sharded = tmp_path / "instructblip-sharded"
+    model = InstructBlipForConditionalGeneration.from_pretrained(
+        examples["instructblip-vicuna7b"]["weights"]
+    )
+    model.save_pretrained(sharded, max_shard_size="60KB")
+    for f in Path(examples["instructblip-vicuna7b"]["weights"]).rglob("*"):
+        if f.is_file() and "safetensors" not in f.name and f.name != "config.json":
+            dest = sharded / f.relative_to(examples["instructblip-vicuna7b"]["weights"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dest)
+    weight_map = json.loads((sharded / "model.safetensors.index.json").read_text())["weight_map"]
+    lm_only = {f for f in weight_map.values()} - {
+        f for k, f in weight_map.items() if not k.startswith("language_model.")
+    }
+    assert lm_only, "the test needs shards holding only language-model tensors"
+    rinna = examples["rinna-minigpt4"]
+    server = hub_stand_in(
+        {
+            "Salesforce/instructblip-vicuna-7b": sharded,
+            "rinna/bilingual-gpt-neox-4b-minigpt4": rinna["weights"],
+            "rinna/bilingual-gpt-neox-4b": rinna["llm"],
+            "Salesforce/blip2-flan-t5-xxl": rinna["vision"],
+        }
+    )
+    llm = examples["instructblip-vicuna7b"]["llm"]
+    report = run_smoke(Options(model="instructblip-vicuna7b", llm=llm, max_new_tokens=4))
+    assert report.weights == "Salesforce/instructblip-vicuna-7b" and report.ok
+    got = {p.rsplit("/", 1)[-1] for p in server.fetched()}
+    assert got & set(weight_map.values()) and not got & lm_only
+
+    report = run_smoke(Options(model="rinna-minigpt4", max_new_tokens=4))
+    assert (report.weights, report.llm) == (
+        "rinna/bilingual-gpt-neox-4b-minigpt4",
+        "rinna/bilingual-gpt-neox-4b",
+    )
+    assert report.ok
+    assert any(p.endswith("/checkpoint.pth") for p in server.fetched())
+
+
+def test_unknown_hub_repo_is_one_clear_error(examples, hub_stand_in):
+    hub_stand_in({})
+    with pytest.raises(InputError, match="nobody/not-a-repo"):
+        run_smoke(
+            Options(
+                model="instructblip-vicuna7b",
+                weights="nobody/not-a-repo",
+                llm=examples["instructblip-vicuna7b"]["llm"],
+            )
+        )
+
+
+def test_uncached_hub_id_offline_is_one_clear_error(examples):
+    with pytest.raises(InputError, match="nobody/not-a-repo"):
+        run_smoke(
+            Options(
+                model="instructblip-vicuna7b",
+                weights="nobody/not-a-repo",
+                llm=examples["instructblip-vicuna7b"]["llm"],
+            )
+        )
+
+
 def test_instructblip_needs_the_users_llm(examples):
     args = {k: v for k, v in examples["instructblip-vicuna7b"].items() if k != "llm"}
     with pytest.raises(InputError, match="--llm"):
