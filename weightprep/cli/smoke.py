@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,16 +25,20 @@ LAVIS_INSTALL = (
 )
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(progress: bool) -> None:
+    """transformers' warnings off; its and huggingface_hub's download/loading bars (bytes and
+    rate, on stderr) only when `progress` (a terminal, not --quiet/--json)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging
+    if not progress:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging
 
-        logging.set_verbosity_error()
+    logging.set_verbosity_error()
+    if not progress:
         logging.disable_progress_bar()
-    except ImportError:
-        pass
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def _gib(n: int) -> str:
@@ -104,6 +109,9 @@ def smoke_test_cmd(
         bool, typer.Option(help="Say that these are the built-in tiny example's weights.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars; the report still prints.")
+    ] = False,
 ) -> None:
     """Caption an image with prepared weights and check the answers: finite logits, non-empty,
     not degenerate, and the image must matter. Exit 1 when a check fails.
@@ -124,7 +132,7 @@ def smoke_test_cmd(
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise typer.BadParameter(f"{value!r}: one of {', '.join(allowed)}", param_hint=flag)
-    _quiet_libraries()
+    _quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
 
     if backend == "lavis":
         from weightprep.smoke.lavis_backend import lavis_available, run_lavis
@@ -175,7 +183,7 @@ def make_example_vlm_cmd(
     """
     from weightprep.errors import OutputExistsError
 
-    _quiet_libraries()
+    _quiet_libraries(progress=False)
 
     def go() -> dict:
         from weightprep.smoke.example import build
