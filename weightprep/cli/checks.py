@@ -77,7 +77,12 @@ def _inside(folder: Path, path: Path) -> str | None:
 
 
 def verify_cmd(
-    folder: Annotated[Path, typer.Argument(help="Folder to check.")],
+    folder: Annotated[
+        str,
+        typer.Argument(
+            help="Folder to check, or a published copy: hf://NAMESPACE/NAME or gdrive://FOLDER_ID[/PATH] (checked from the remote's listing, weights not downloaded)."
+        ),
+    ],
     manifest: Annotated[
         str,
         typer.Option(
@@ -94,6 +99,10 @@ def verify_cmd(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
+    revision: Annotated[str | None, typer.Option(help="hf://: the branch or commit.")] = None,
+    credentials: Annotated[
+        Path | None, typer.Option(help="gdrive://: service-account or authorized-user JSON.")
+    ] = None,
 ) -> None:
     """Check FOLDER against a manifest. Exit 0 all listed files match, 1 mismatch/missing, 2 bad input.
 
@@ -108,17 +117,31 @@ def verify_cmd(
     from weightprep.checksum import verify_files, verify_tensors
     from weightprep.manifest import resolve_manifest
 
+    remote = folder.startswith(("hf://", "gdrive://"))
+
     def go():
         m, path = resolve_manifest(manifest)
-        rel = _inside(folder, path) if path else None
+        if remote:
+            from weightprep.publish.remote import verify_remote
+
+            if tensors:
+                from weightprep.errors import InputError
+
+                raise InputError("--tensors needs the weights: download them (`weightprep fetch`)")
+            ignore = frozenset({path.name} if path else ())
+            report = verify_remote(
+                folder, m, strict=strict, ignore=ignore, revision=revision, credentials=credentials
+            )
+            return m, report, ()
+        rel = _inside(Path(folder), path) if path else None
         report = verify_files(
-            folder,
+            Path(folder),
             m,
             strict=strict,
             ignore=frozenset({rel} if rel else ()),
             progress=make_progress(quiet or json_out),
         )
-        tens = verify_tensors(folder, m) if tensors else ()
+        tens = verify_tensors(Path(folder), m) if tensors else ()
         return m, report, tens
 
     m, report, tens = run_core(go)
