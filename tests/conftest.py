@@ -41,8 +41,8 @@ def hub_stand_in(monkeypatch: pytest.MonkeyPatch):
 
     servers = []
 
-    def start(repos: dict) -> HubStandIn:
-        server = HubStandIn(repos)
+    def start(repos: dict, **options) -> HubStandIn:
+        server = HubStandIn(repos, **options)
         servers.append(server)
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
