@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.errors import InputError, VerificationError
+from weightprep.io import faults
 from weightprep.io.atomic import write_atomic
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.dest import Dest
@@ -101,16 +102,25 @@ def credentials(path: Path | None):
 
 
 def service(creds_path: Path | None):
+    """Drive v3 built from the client's shipped discovery document, every URL (API calls and
+    media uploads) under WEIGHTPREP_DRIVE_ENDPOINT; the transport is googleapiclient's own
+    `build_http()` (it does not follow 308, which resumable uploads need) with credentials."""
     build_from_document = _client()
-    import googleapiclient
+    import google_auth_httplib2
+    from googleapiclient.discovery_cache import get_static_doc
+    from googleapiclient.http import build_http
 
-    doc_path = Path(googleapiclient.__file__).parent / "discovery_cache/documents/drive.v3.json"
-    doc = json.loads(doc_path.read_text())
+    doc = json.loads(get_static_doc("drive", "v3"))
     root = os.environ.get("WEIGHTPREP_DRIVE_ENDPOINT", DEFAULT_ROOT).rstrip("/") + "/"
-    doc["rootUrl"] = root
-    doc["mtlsRootUrl"] = root
-    doc["baseUrl"] = root + doc.get("servicePath", "drive/v3/")
-    return build_from_document(doc, credentials=credentials(creds_path))
+    doc["rootUrl"] = doc["mtlsRootUrl"] = root
+    creds = credentials(creds_path)
+    # a bare access token cannot be refreshed: let a 401 be an HttpError, not a RefreshError
+    import google.oauth2.credentials
+
+    bare = isinstance(creds, google.oauth2.credentials.Credentials) and not creds.refresh_token
+    kw = {"refresh_status_codes": ()} if bare else {}
+    http = google_auth_httplib2.AuthorizedHttp(creds, http=build_http(), **kw)
+    return build_from_document(doc, http=http)
 
 
 def _status(exc: BaseException) -> int:
@@ -139,6 +149,7 @@ def _call(what: str, fn):
         try:
             return fn()
         except Exception as exc:  # HttpError, OSError, httplib2 errors
+            _refused(exc, what)
             if isinstance(exc, HttpError) and _status(exc) in (401, 403):
                 raise InputError(
                     f"{what}: Drive refused ({_status(exc)}): check the credentials"
@@ -153,6 +164,13 @@ def _call(what: str, fn):
                 ) from None
             _backoff(attempt)
     raise AssertionError
+
+
+def _refused(exc: BaseException, what: str) -> None:
+    from google.auth.exceptions import RefreshError
+
+    if isinstance(exc, RefreshError):
+        raise InputError(f"{what}: the Google credentials were refused ({exc})") from None
 
 
 def _q(text: str) -> str:
@@ -304,6 +322,7 @@ def upload(
             before = request.resumable_progress
             status, body = request.next_chunk(num_retries=0)
         except Exception as exc:
+            _refused(exc, f.rel)
             if isinstance(exc, HttpError) and _status(exc) in (404, 410) and request.resumable_uri:
                 _save_session(key, None)  # the session expired: start this file again
                 request, failures = fresh_request(), failures + 1
@@ -335,6 +354,7 @@ def upload(
         now = status.resumable_progress if status else request.resumable_progress
         sent += max(0, now - before)
         progress.advance(max(0, now - last), f.rel)
+        faults.reached("drive-upload", max(0, now - last))
         last = now
 
 
