@@ -11,6 +11,7 @@ from weightprep.cli.delta import apply_delta_cmd, compare_cmd, make_delta_cmd
 from weightprep.cli.example import make_example, make_example_delta
 from weightprep.cli.lavis import patch_lavis_config_cmd
 from weightprep.cli.publish import publish_cmd
+from weightprep.cli.run import recipes_app, run_cmd
 from weightprep.cli.smoke import make_example_vlm_cmd, smoke_test_cmd
 
 app = typer.Typer(
@@ -32,6 +33,8 @@ app.command("compare")(compare_cmd)
 app.command("patch-lavis-config")(patch_lavis_config_cmd)
 app.command("smoke-test")(smoke_test_cmd)
 app.command("publish")(publish_cmd)
+app.command("run")(run_cmd)
+app.add_typer(recipes_app, name="recipes")
 app.command("make-example-vlm")(make_example_vlm_cmd)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from weightprep.io import faults
 from weightprep.manifest import TensorEntry
 from weightprep.progress import NullProgress, Progress
 
@@ -127,6 +128,7 @@ def write_sharded(
                         )
                     weight_map[name] = fname
                     progress.advance(spec.nbytes, name)
+                    faults.reached("write", spec.nbytes)
                 f.flush()
                 os.fsync(f.fileno())  # durable before the folder is renamed into place
             digests[fname] = h.hexdigest()

@@ -1,0 +1,1 @@
+"""The recipes that ship with weightprep (`weightprep recipes`)."""

@@ -1,0 +1,1 @@
+"""`weightprep run RECIPE`: the whole path in one resumable command."""

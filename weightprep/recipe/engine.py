@@ -1,0 +1,556 @@
+"""Plan and run a recipe in a work dir, resumably, and leave a record.
+
+State (`WORKDIR/state.json`, rewritten atomically after every stage) keeps, per stage, the key
+(sha256 of its kind, its resolved options and the digests of everything it reads) and the
+manifest of its output. A stage is skipped when its key equals the recorded one and its output
+still verifies against the recorded manifest; otherwise it runs again, and so does every stage
+whose inputs it changed. Stage outputs appear whole or not at all (each is staged and renamed),
+and a stage is recorded only after its output is complete, so an interrupted run continues
+from the first stage that did not finish. Input folders are digested by content; file digests
+are cached by (size, mtime, inode) so unchanged inputs are not re-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from weightprep.checksum import hash_file, list_files, verify_files
+from weightprep.errors import DiskSpaceError, InputError, WeightprepError
+from weightprep.io import faults
+from weightprep.io.atomic import human_bytes, write_atomic
+from weightprep.manifest import FileEntry, Manifest
+from weightprep.progress import NullProgress, Progress
+from weightprep.recipe import stages as kinds
+from weightprep.recipe.schema import MAKES_OUTPUT, REF, Recipe, RecipeError, Stage
+
+STATE = "state.json"
+REMOTE = ("hf://", "gdrive://")
+PRUNABLE = {"convert-llama", "fetch", "make-example-delta"}
+
+
+@dataclass
+class Planned:
+    id: str
+    run: str
+    action: str  # run | skip | off | pruned
+    reason: str
+    command: str
+    reads: list[str]
+    writes: str | None
+    disk: int | None
+    memory: int | None
+    seconds: float | None
+
+
+@dataclass
+class StageRecord:
+    id: str
+    run: str
+    command: str
+    status: str  # ran | skipped | off | pruned | failed
+    seconds: float = 0.0
+    output: str | None = None
+    output_bytes: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+    peak_rss: int = 0
+    result: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("weightprep", "torch", "transformers", "huggingface_hub", "fschat"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _rss() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+class Workdir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state_file = path / STATE
+        try:
+            self.state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{self.state_file}: unreadable ({exc}); remove it to start over"
+            ) from None
+        self.state.setdefault("version", 1)
+        self.state.setdefault("stages", {})
+        self.state.setdefault("file_cache", {})
+
+    def save(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state_file, json.dumps(self.state, indent=1, sort_keys=True).encode())
+
+    # --- digests -----------------------------------------------------------------------------
+    def file_sha256(self, p: Path) -> str:
+        st = p.stat()
+        key = str(p.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = self.state["file_cache"].get(key)
+        if hit and hit[:3] == stamp:
+            return hit[3]
+        digest = hash_file(p)["sha256"]
+        self.state["file_cache"][key] = [*stamp, digest]
+        return digest
+
+    def path_digest(self, p: Path) -> str:
+        """Content digest of a file or folder (relative names, sizes and sha256s)."""
+        if p.is_file():
+            return self.file_sha256(p)
+        if not p.is_dir():
+            return "missing"
+        h = hashlib.sha256()
+        for rel in list_files(p):
+            h.update(f"{rel}\0{self.file_sha256(p / rel)}\n".encode())
+        return h.hexdigest()
+
+
+def output_manifest(out: Path) -> dict[str, str]:
+    """{file: sha256} of a finished stage output: read from the SHA256SUMS our commands write
+    (just computed while writing) plus a hash of anything it does not list."""
+    files = {}
+    sums = out / "SHA256SUMS"
+    if sums.is_file():
+        for line in sums.read_text().splitlines():
+            digest, _, rel = line.partition("  ")
+            if rel:
+                files[rel] = digest
+    for rel in list_files(out):
+        if rel not in files:
+            files[rel] = hash_file(out / rel)["sha256"]
+    return files
+
+
+def manifest_digest(files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def still_valid(out: Path, files: dict[str, str]) -> bool:
+    if not out.is_dir() or set(list_files(out)) != set(files):
+        return False
+    m = Manifest("recorded", {r: FileEntry(None, d) for r, d in files.items()})
+    return verify_files(out, m).ok
+
+
+@dataclass
+class Runner:
+    recipe: Recipe
+    workdir: Path
+    yes: bool = False
+    progress: Progress = field(default_factory=NullProgress)
+
+    def __post_init__(self) -> None:
+        self.wd = Workdir(self.workdir)
+        self.stages = self._with_fetches()
+
+    # --- the recipe, with remote inputs fetched first ----------------------------------------
+    def _with_fetches(self) -> list[Stage]:
+        extra = []
+        for name, value in self.recipe.inputs.items():
+            if value.startswith(REMOTE):
+                src, _, rev = value.partition("@")
+                opts = {"source": src, **({"revision": rev} if rev else {})}
+                extra.append(Stage(f"input-{name}", "fetch", opts))
+        return extra + list(self.recipe.stages)
+
+    def out_dir(self, stage: Stage) -> Path | None:
+        return self.workdir / stage.id if stage.run in MAKES_OUTPUT else None
+
+    def input_path(self, name: str) -> Path:
+        value = self.recipe.inputs[name]
+        if value.startswith(REMOTE):
+            return self.workdir / f"input-{name}"
+        return Path(value).expanduser()
+
+    def resolve(self, value: object) -> object:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        whole = REF.fullmatch(value)
+        if whole and whole.group(1).startswith("settings."):
+            return self.recipe.settings[whole.group(1).removeprefix("settings.")]
+
+        def sub(m) -> str:
+            ref = m.group(1)
+            head, _, rest = ref.partition(".")
+            if head == "inputs":
+                return str(self.input_path(rest))
+            if head == "settings":
+                return str(self.recipe.settings[rest])
+            out = self.out_dir(self._stage(ref))
+            if out is None:
+                raise RecipeError(f"${{{ref}}}: stage {ref} writes no folder")
+            return str(out)
+
+        return REF.sub(sub, value)
+
+    def _stage(self, sid: str) -> Stage:
+        for s in self.stages:
+            if s.id == sid:
+                return s
+        raise RecipeError(f"no stage {sid!r} (stages: {', '.join(s.id for s in self.stages)})")
+
+    def enabled(self, stage: Stage) -> bool:
+        if stage.when is None:
+            return True
+        v = self.resolve(stage.when)
+        return bool(v) and str(v).lower() not in ("false", "0", "no", "off")
+
+    def options(self, stage: Stage) -> dict:
+        return {k: self.resolve(v) for k, v in stage.options.items()}
+
+    def reads(self, stage: Stage) -> dict[str, str]:
+        """What the stage reads, by reference: {ref: path}."""
+        out = {}
+        for v in stage.options.values():
+            for t in v if isinstance(v, list) else [v]:
+                if isinstance(t, str):
+                    for ref in REF.findall(t):
+                        if not ref.startswith("settings."):
+                            head = ref.split(".")[0]
+                            out[ref] = (
+                                self.resolve("${" + ref + "}")
+                                if head != "inputs"
+                                else str(self.input_path(ref.removeprefix("inputs.")))
+                            )
+        return out
+
+    def key(self, stage: Stage, upstream_digest: dict[str, str]) -> tuple[str, dict[str, str]]:
+        digests = {}
+        for ref, path in self.reads(stage).items():
+            if ref.startswith("inputs."):
+                digests[ref] = self.wd.path_digest(Path(path))
+            else:
+                digests[ref] = upstream_digest.get(ref, "unknown")
+        body = {"run": stage.run, "with": self.options(stage), "reads": digests, "v": 1}
+        return hashlib.sha256(
+            json.dumps(body, sort_keys=True, default=str).encode()
+        ).hexdigest(), digests
+
+    # --- plan ---------------------------------------------------------------------------------
+    def plan(
+        self, *, from_: str | None = None, only: str | None = None, redo: tuple[str, ...] = ()
+    ) -> list[Planned]:
+        ids = [s.id for s in self.stages]
+        for name in (from_, only, *redo):
+            if name is not None and name not in ids:
+                raise RecipeError(f"no stage {name!r} (stages: {', '.join(ids)})")
+        recorded = self.wd.state["stages"]
+        digest: dict[str, str] = {}
+        sizes: dict[str, int | None] = {}
+        planned: list[Planned] = []
+        running: set[str] = set()
+        for i, s in enumerate(self.stages):
+            out = self.out_dir(s)
+            opts = self.options(s)
+            cmd = kinds.command_line(s.run, opts, out)
+            reads = self.reads(s)
+            psizes = {}
+            for k, v in s.options.items():
+                refs = (
+                    [r for r in REF.findall(v) if not r.startswith("settings.")]
+                    if isinstance(v, str)
+                    else []
+                )
+                if refs:
+                    r = refs[0]
+                    psizes[k] = (
+                        sizes.get(r)
+                        if not r.startswith("inputs.")
+                        else kinds.folder_bytes(Path(reads[r]))
+                    )
+            if s.run == "fetch":
+                psizes["source"] = None
+            est = kinds.estimate(s.run, opts, psizes)
+            if not self.enabled(s):
+                planned.append(
+                    Planned(
+                        s.id,
+                        s.run,
+                        "off",
+                        f"when {s.when} is empty",
+                        cmd,
+                        list(reads.values()),
+                        None,
+                        0,
+                        0,
+                        0,
+                    )
+                )
+                continue
+            selected = (only is None or s.id == only) and (from_ is None or i >= ids.index(from_))
+            key, _ = self.key(s, digest)
+            rec = recorded.get(s.id)
+            action, reason = "run", "not run before"
+            if rec and rec.get("key") == key:
+                if rec.get("pruned"):
+                    action, reason = "pruned", "removed after use (keep_intermediate=false)"
+                elif out is None:
+                    action, reason = "skip", "done with the same options and inputs"
+                elif still_valid(out, rec.get("outputs", {})):
+                    action, reason = "skip", "done, and its output still verifies"
+                else:
+                    reason = "its output changed or is missing"
+            elif rec:
+                reason = "its options or inputs changed"
+            if s.id in redo:
+                action, reason = "run", "--redo"
+            if not selected:
+                if action == "run" and rec is None:
+                    raise RecipeError(
+                        f"stage {s.id} has never run: it cannot be left out (--from/--only)"
+                    )
+                action, reason = (
+                    ("skip", "not selected (--from/--only)")
+                    if action != "pruned"
+                    else (action, reason)
+                )
+            if action in ("skip", "pruned") and rec:
+                digest[s.id] = rec.get("digest", "unknown")
+                sizes[s.id] = rec.get("output_bytes")
+            else:
+                running.add(s.id)
+                digest[s.id] = f"pending:{s.id}"
+                sizes[s.id] = est.disk
+            planned.append(
+                Planned(
+                    s.id,
+                    s.run,
+                    action,
+                    reason,
+                    cmd,
+                    list(reads.values()),
+                    str(out) if out else None,
+                    est.disk if action == "run" else 0,
+                    est.memory,
+                    est.seconds if action == "run" else 0,
+                )
+            )
+        # a pruned stage must come back when a stage that reads it runs
+        for p in planned:
+            if p.action != "pruned":
+                continue
+            for q in planned:
+                if q.action == "run" and p.id in self.recipe.refs.get(q.id, set()):
+                    p.action, p.reason = "run", f"removed earlier, and {q.id} needs it again"
+                    break
+        return planned
+
+    def preflight(self, plan: list[Planned]) -> None:
+        need = sum(p.disk or 0 for p in plan if p.action == "run")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.workdir).free
+        if need > free:
+            raise DiskSpaceError(
+                f"{self.workdir}: the stages to run need about {human_bytes(need)}, and the disk has "
+                f"{human_bytes(free)} free: {human_bytes(need - free)} missing"
+            )
+        for p in plan:
+            s = self._stage(p.id)
+            if (
+                p.action == "run"
+                and s.run == "publish"
+                and self.options(s).get("public")
+                and not self.yes
+            ):
+                raise InputError(
+                    f"stage {s.id} publishes publicly, which cannot be undone: add --yes"
+                )
+        for p in plan:
+            if p.action != "run":
+                continue
+            for ref, path in self.reads(self._stage(p.id)).items():
+                name = ref.removeprefix("inputs.")
+                remote = self.recipe.inputs.get(name, "").startswith(REMOTE)
+                if ref.startswith("inputs.") and not remote and not Path(path).exists():
+                    raise InputError(
+                        f"{path}: input {ref.removeprefix('inputs.')} does not exist (set it with --set {ref}=PATH)"
+                    )
+
+    # --- run ----------------------------------------------------------------------------------
+    def run(self, plan: list[Planned]) -> list[StageRecord]:
+        self.preflight(plan)
+        recorded = self.wd.state["stages"]
+        digest = {p.id: recorded.get(p.id, {}).get("digest", "unknown") for p in plan}
+        records: list[StageRecord] = []
+        keep = self.recipe.settings.get("keep_intermediate", True)
+        self._started = time.time()
+        for p in plan:
+            s = self._stage(p.id)
+            if p.action in ("skip", "pruned", "off"):
+                rec = recorded.get(s.id, {})
+                status = {"skip": "skipped", "pruned": "pruned", "off": "off"}[p.action]
+                records.append(
+                    StageRecord(
+                        s.id,
+                        s.run,
+                        p.command,
+                        status,
+                        output=p.writes,
+                        outputs=rec.get("outputs", {}),
+                        inputs=rec.get("inputs", {}),
+                        result=rec.get("result", {}),
+                        output_bytes=rec.get("output_bytes", 0),
+                        seconds=rec.get("seconds", 0.0),
+                        peak_rss=rec.get("peak_rss", 0),
+                    )
+                )
+                continue
+            out = self.out_dir(s)
+            key, inputs = self.key(s, digest)
+            opts = self.options(s)
+            t0 = time.perf_counter()
+            try:
+                result = kinds.run_stage(s.run, opts, out, self.progress)
+            except (WeightprepError, KeyboardInterrupt) as exc:
+                records.append(
+                    StageRecord(
+                        s.id,
+                        s.run,
+                        p.command,
+                        "failed",
+                        time.perf_counter() - t0,
+                        error=str(exc) or type(exc).__name__,
+                    )
+                )
+                self.write_record(records, plan, failed=s.id)
+                raise
+            files = output_manifest(out) if out is not None else {}
+            d = manifest_digest(files) if out is not None else key
+            digest[s.id] = d
+            rec = StageRecord(
+                s.id,
+                s.run,
+                p.command,
+                "ran",
+                time.perf_counter() - t0,
+                str(out) if out else None,
+                sum((out / f).stat().st_size for f in files) if out else 0,
+                files,
+                inputs,
+                _rss(),
+                result,
+            )
+            recorded[s.id] = {
+                "key": key,
+                "digest": d,
+                "outputs": files,
+                "inputs": inputs,
+                "output_bytes": rec.output_bytes,
+                "result": result,
+                "finished": time.time(),
+                "seconds": rec.seconds,
+                "peak_rss": rec.peak_rss,
+            }
+            self.wd.save()
+            records.append(rec)
+            faults.reached("run-stage", 1)  # tests: a kill between two stages
+            if keep is False:
+                self._prune(s, plan, records)
+        self.write_record(records, plan)
+        return records
+
+    def _prune(self, stage: Stage, plan: list[Planned], records: list[StageRecord]) -> None:
+        """Remove intermediate outputs every reader of which has now finished (and verified)."""
+        done = {r.id for r in records if r.status in ("ran", "skipped")}
+        for up in self.recipe.refs.get(stage.id, set()) | {
+            f"input-{n}" for n in self.recipe.inputs
+        }:
+            try:
+                u = self._stage(up)
+            except RecipeError:
+                continue
+            if u.run not in PRUNABLE:
+                continue
+            readers = [
+                q.id for q in plan if q.action != "off" and up in self.recipe.refs.get(q.id, set())
+            ]
+            if readers and all(r in done for r in readers):
+                out = self.out_dir(u)
+                if out is not None and out.exists():
+                    kinds.remove_output(out)
+                    self.wd.state["stages"].setdefault(up, {})["pruned"] = True
+                    self.wd.save()
+                    for r in records:
+                        if r.id == up:
+                            r.status = r.status + ", then removed"
+
+    # --- the record ---------------------------------------------------------------------------
+    def write_record(
+        self, records: list[StageRecord], plan: list[Planned], failed: str | None = None
+    ) -> None:
+        doc = {
+            "recipe": self.recipe.name,
+            "source": self.recipe.source,
+            "workdir": str(self.workdir),
+            "settings": self.recipe.settings,
+            "inputs": self.recipe.inputs,
+            "versions": versions(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ok": failed is None,
+            "failed_stage": failed,
+            "stages": [asdict(r) for r in records],
+        }
+        write_atomic(self.workdir / "run.json", json.dumps(doc, indent=1, default=str).encode())
+        write_atomic(self.workdir / "RUN.md", render_md(doc).encode())
+
+
+def render_md(doc: dict) -> str:
+    lines = [
+        f"# weightprep run {doc['recipe']}",
+        "",
+        f"{'Finished' if doc['ok'] else 'FAILED at stage ' + str(doc['failed_stage'])} "
+        f"{doc['finished']} in `{doc['workdir']}`.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()),
+        "",
+        "Skipped stages show the seconds and peak RSS of the run that made their output.",
+        "",
+        "| stage | status | seconds | output | bytes | peak RSS |",
+        "|---|---|--:|---|--:|--:|",
+    ]
+    for s in doc["stages"]:
+        lines.append(
+            f"| {s['id']} ({s['run']}) | {s['status']} | {s['seconds']:.1f} | {s['output'] or ''} "
+            f"| {s['output_bytes']} | {human_bytes(s['peak_rss']) if s['peak_rss'] else ''} |"
+        )
+    for s in doc["stages"]:
+        lines += ["", f"## {s['id']}", "", f"`{s['command']}`"]
+        if s.get("error"):
+            lines.append(f"\nerror: {s['error']}")
+        if s["inputs"]:
+            lines.append(
+                "\nreads: " + ", ".join(f"`{k}` {v[:16]}…" for k, v in s["inputs"].items())
+            )
+        if s["outputs"]:
+            lines.append("\n| file | sha256 |\n|---|---|")
+            lines += [f"| `{f}` | `{d}` |" for f, d in sorted(s["outputs"].items())]
+        smoke = s.get("result", {}).get("smoke_test")
+        if smoke:
+            lines.append(
+                f"\nsmoke test: {'PASS' if smoke['ok'] else 'FAIL'} on {smoke['device']} ({smoke['dtype']})"
+            )
+            for r in smoke["results"]:
+                lines.append(f"- [{r['mode']}] {r['prompt']} → {r['answer']!r}")
+    return "\n".join(lines) + "\n"
