@@ -313,7 +313,12 @@ class Runner:
                 else:
                     reason = "its output changed or is missing"
             elif rec:
-                reason = "its options or inputs changed"
+                waiting = [r for r in self.recipe.refs.get(s.id, set()) if r in running]
+                reason = (
+                    f"if {', '.join(sorted(waiting))} comes out different"
+                    if waiting
+                    else "its options or inputs changed"
+                )
             if s.id in redo:
                 action, reason = "run", "--redo"
             if not selected:
@@ -420,6 +425,30 @@ class Runner:
             out = self.out_dir(s)
             key, inputs = self.key(s, digest)
             opts = self.options(s)
+            old = recorded.get(s.id)
+            if (
+                p.reason != "--redo"
+                and old
+                and old.get("key") == key
+                and not old.get("pruned")
+                and (out is None or still_valid(out, old.get("outputs", {})))
+            ):  # what it reads came out the same as last time
+                records.append(
+                    StageRecord(
+                        s.id,
+                        s.run,
+                        p.command,
+                        "skipped",
+                        old.get("seconds", 0.0),
+                        p.writes,
+                        old.get("output_bytes", 0),
+                        old.get("outputs", {}),
+                        old.get("inputs", {}),
+                        old.get("peak_rss", 0),
+                        old.get("result", {}),
+                    )
+                )
+                continue
             t0 = time.perf_counter()
             try:
                 result = kinds.run_stage(s.run, opts, out, self.progress)

@@ -1,0 +1,243 @@
+"""run RECIPE: end to end, skipping what is done, re-running what changed, surviving kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from weightprep.cli.app import app
+from weightprep.errors import DiskSpaceError
+from weightprep.recipe import engine
+from weightprep.recipe.schema import RecipeError, parse, resolve, shipped
+
+runner = CliRunner()
+
+
+def _statuses(workdir: Path) -> dict[str, str]:
+    doc = json.loads((workdir / "run.json").read_text())
+    return {s["id"]: s["status"] for s in doc["stages"]}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_example_end_to_end_then_everything_skipped(tmp_path):
+    wd = tmp_path / "wd"
+    res = runner.invoke(app, ["run", "example", "--workdir", str(wd)])
+    assert res.exit_code == 0, res.output
+    assert _statuses(wd) == {
+        "llama": "ran",
+        "convert": "ran",
+        "delta": "ran",
+        "vicuna": "ran",
+        "instructblip": "ran",
+        "publish": "off",
+        "smoke": "ran",
+    }
+    doc = json.loads((wd / "run.json").read_text())
+    vicuna = next(s for s in doc["stages"] if s["id"] == "vicuna")
+    assert vicuna["outputs"]["SHA256SUMS"] and vicuna["inputs"]  # digests recorded
+    smoke = next(s for s in doc["stages"] if s["id"] == "smoke")
+    assert smoke["result"]["smoke_test"]["ok"] is True
+    assert {"weightprep", "torch", "transformers"} <= set(doc["versions"])
+    assert "smoke test: PASS" in (wd / "RUN.md").read_text()
+    res = runner.invoke(app, ["run", "example", "--workdir", str(wd)])
+    assert res.exit_code == 0
+    assert "0 stage(s) ran" in res.stdout and "0 to run" in res.stdout
+    assert set(_statuses(wd).values()) == {"skipped", "off"}
+
+
+def _custom(tmp_path: Path, meta_root: Path) -> Path:
+    doc = {
+        "version": 1,
+        "name": "custom",
+        "settings": {"dtype": "float16", "keep_intermediate": True, "publish_to": ""},
+        "inputs": {"llama": str(meta_root)},
+        "stages": [
+            {
+                "id": "convert",
+                "run": "convert-llama",
+                "with": {
+                    "input": "${inputs.llama}",
+                    "model_size": "7B",
+                    "dtype": "${settings.dtype}",
+                },
+            },
+            {"id": "delta", "run": "make-example-delta", "with": {"base": "${convert}"}},
+            {
+                "id": "vicuna",
+                "run": "apply-delta",
+                "with": {
+                    "base": "${convert}",
+                    "delta": "${delta}",
+                    "verify": True,
+                    "manifest": "${delta}/expected.yaml",
+                },
+            },
+            {
+                "id": "copy",
+                "run": "publish",
+                "when": "${settings.publish_to}",
+                "with": {"model": "${vicuna}", "to": "${settings.publish_to}"},
+            },
+        ],
+    }
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def own_meta(tmp_path, meta_root):
+    import shutil
+
+    root = tmp_path / "LLaMA"
+    shutil.copytree(meta_root, root)
+    return root
+
+
+def test_changes_rerun_exactly_the_stages_that_depend_on_them(tmp_path, own_meta):
+    recipe, wd = str(_custom(tmp_path, own_meta)), str(tmp_path / "wd")
+    assert runner.invoke(app, ["run", recipe, "--workdir", wd, "-q"]).exit_code == 0
+    # a setting only the publish stage reads: only it runs
+    dest = tmp_path / "published"
+    res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", f"publish_to={dest}", "-q"])
+    assert res.exit_code == 0, res.output
+    assert _statuses(Path(wd)) == {
+        "convert": "skipped",
+        "delta": "skipped",
+        "vicuna": "skipped",
+        "copy": "ran",
+    }
+    # one byte of an input the converter reads but whose output does not change (13B/): only
+    # convert runs again; its output is bit-identical, so nothing after it runs
+    p = own_meta / "13B" / "params.json"
+    p.write_text(p.read_text() + " ")
+    assert runner.invoke(app, ["run", recipe, "--workdir", wd, "-q"]).exit_code == 0
+    assert _statuses(Path(wd)) == {
+        "convert": "ran",
+        "delta": "skipped",
+        "vicuna": "skipped",
+        "copy": "off",
+    }
+    # an option that changes the converter's output: convert and everything downstream
+    res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "-q"])
+    assert res.exit_code == 0, res.output
+    assert _statuses(Path(wd)) == {"convert": "ran", "delta": "ran", "vicuna": "ran", "copy": "off"}
+    # a damaged output is not taken for done
+    shard = next((Path(wd) / "vicuna").glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
+    res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "--plan"])
+    assert "its output changed or is missing" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["run-stage:1", "run-stage:2", "write:100000", "write:500000"],
+    ids=["after-convert", "after-delta", "mid-convert", "mid-apply-delta"],
+)
+def test_sigkill_then_rerun_is_bit_identical(tmp_path, own_meta, fault):
+    recipe = str(_custom(tmp_path, own_meta))
+    clean = tmp_path / "clean"
+    assert runner.invoke(app, ["run", recipe, "--workdir", str(clean), "-q"]).exit_code == 0
+    wd = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "weightprep", "run", recipe, "--workdir", str(wd), "-q"]
+    killed = subprocess.run(cmd, env={**os.environ, "WEIGHTPREP_FAULT": fault}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    state = (
+        json.loads((wd / "state.json").read_text())
+        if (wd / "state.json").exists()
+        else {"stages": {}}
+    )
+    finished = set(state["stages"])
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    st = _statuses(wd)
+    for sid in ("convert", "delta", "vicuna"):
+        assert st[sid] == ("skipped" if sid in finished else "ran"), (sid, st)
+        assert _files(wd / sid) == _files(clean / sid)
+    assert not list(wd.glob("*.partial"))
+
+
+def test_preflight_refuses_when_disk_is_short(tmp_path, own_meta, monkeypatch):
+    r = resolve(str(_custom(tmp_path, own_meta)))
+    run = engine.Runner(r, tmp_path / "wd")
+    plan = run.plan()
+
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(engine.shutil, "disk_usage", lambda p: Usage)
+    with pytest.raises(DiskSpaceError, match="missing"):
+        run.run(plan)
+    assert not (tmp_path / "wd" / "convert").exists()
+
+
+def test_shipped_recipes_validate():
+    assert {
+        "example",
+        "instructblip-vicuna7b",
+        "instructblip-vicuna13b",
+        "vip-llava-7b",
+        "mblip-mt0-xl",
+        "rinna-minigpt4",
+    } <= set(shipped())
+    for name in shipped():
+        assert resolve(name).name == name
+    res = runner.invoke(app, ["recipes", "show", "instructblip-vicuna7b"])
+    assert (
+        res.exit_code == 0
+        and parse(yaml.safe_load(res.stdout), "shown").name == "instructblip-vicuna7b"
+    )
+    assert "example" in runner.invoke(app, ["recipes"]).stdout
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d.update(colour="red"), "unknown key"),
+        (lambda d: d["stages"][0].update(run="convert-alpaca"), "unknown stage"),
+        (lambda d: d["stages"][1]["with"].update(base="${nowhere}"), "not an earlier stage"),
+        (lambda d: d["stages"][0]["with"].update(input="${inputs.missing}"), "unknown input"),
+        (lambda d: d["stages"][0]["with"].pop("input"), "missing input"),
+        (lambda d: d.update(version=2), "version"),
+    ],
+)
+def test_bad_recipes_one_line_exit_2(tmp_path, meta_root, edit, message):
+    doc = yaml.safe_load(_custom(tmp_path, meta_root).read_text())
+    edit(doc)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    res = runner.invoke(app, ["run", str(path), "--workdir", str(tmp_path / "wd")])
+    assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1
+    with pytest.raises(RecipeError):
+        resolve(str(path))
+
+
+def test_missing_input_folder_is_one_line(tmp_path, meta_root):
+    recipe = str(_custom(tmp_path, meta_root))
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            recipe,
+            "--workdir",
+            str(tmp_path / "wd"),
+            "--set",
+            f"inputs.llama={tmp_path}/nope",
+        ],
+    )
+    assert res.exit_code == 2 and "does not exist" in res.stderr
