@@ -74,3 +74,13 @@ def test_corrupt_input_exits_1_with_one_line(meta_root: Path, tmp_path: Path) ->
         app, ["convert-llama", str(root), str(tmp_path / "o"), "--no-checklists", "--json"]
     )
     assert res.exit_code == 0 and json.loads(res.stdout)["input_checks"] == []
+
+
+def test_every_command_has_working_help() -> None:
+    """Every command's --help renders (help texts hold literal [BRACKETS], not markup)."""
+    runner = CliRunner()
+    names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert {"publish", "fetch", "run", "smoke-test", "recipes"} <= set(names)
+    for name in names:
+        res = runner.invoke(app, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)

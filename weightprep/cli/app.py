@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts show [OPTIONAL/PARTS] literally, not as markup
 )
 app.command("convert-llama")(convert_llama)
 app.command("make-example")(make_example)

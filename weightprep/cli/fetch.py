@@ -22,7 +22,8 @@ def fetch_cmd(
     source: Annotated[
         str,
         typer.Argument(
-            help="hf://NAMESPACE/NAME or gdrive://FOLDER_ID[/SUB/PATH] (gdrive://root is My Drive)."
+            metavar="SOURCE",
+            help="hf://NAMESPACE/NAME or gdrive://FOLDER_ID[/SUB/PATH] (gdrive://root is My Drive).",
         ),
     ],
     out_dir: Annotated[
