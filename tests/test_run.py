@@ -241,3 +241,60 @@ def test_missing_input_folder_is_one_line(tmp_path, meta_root):
         ],
     )
     assert res.exit_code == 2 and "does not exist" in res.stderr
+
+
+def test_instructblip_recipe_on_stand_ins(tmp_path, meta_root, converted, hub_stand_in):
+    """The shipped seed recipe, run on tiny stand-ins: a tiny Meta download, the delta served
+    under lmsys' repo id by the stand-in Hub, a LAVIS checkout with its config, and a tiny
+    InstructBLIP under Salesforce's repo id for the smoke test."""
+    from tests.test_lavis import write_config
+    from weightprep.checksum import hash_tree
+    from weightprep.example import make_delta_example
+    from weightprep.manifest import Manifest, dump_yaml
+    from weightprep.smoke.example import build
+
+    manifest = tmp_path / "tiny-llama.yaml"
+    manifest.write_text(dump_yaml(Manifest("tiny-llama", hash_tree(meta_root))))
+    delta = make_delta_example(converted("7B", "float16"), tmp_path / "delta")
+    iblip = tmp_path / "iblip"
+    build("instructblip-vicuna7b", iblip, converted("7B", "float16"))
+    hub_stand_in({"lmsys/vicuna-7b-delta-v1.1": delta, "Salesforce/instructblip-vicuna-7b": iblip})
+    config = write_config(tmp_path / "LAVIS" / "lavis")
+    wd = tmp_path / "wd"
+    args = [
+        "run",
+        "instructblip-vicuna7b",
+        "--workdir",
+        str(wd),
+        "--set",
+        f"inputs.llama={meta_root}",
+        "--set",
+        f"inputs.lavis={tmp_path / 'LAVIS'}",
+        "--set",
+        f"llama_manifest={manifest}",
+        "--set",
+        "device=cpu",
+        "-q",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert _statuses(wd) == {
+        "input-delta": "ran",
+        "check-llama": "ran",
+        "convert": "ran",
+        "vicuna": "ran",
+        "lavis": "ran",
+        "publish": "off",
+        "smoke": "ran",
+    }
+    doc = json.loads((wd / "run.json").read_text())
+    by_id = {s["id"]: s for s in doc["stages"]}
+    for sid in ("input-delta", "convert", "vicuna"):
+        assert by_id[sid]["outputs"] and all(len(d) == 64 for d in by_id[sid]["outputs"].values())
+    assert by_id["vicuna"]["inputs"]["convert"] and by_id["vicuna"]["inputs"]["inputs.delta"]
+    assert yaml.safe_load(config.read_text())["model"]["llm_model"] == str(
+        (wd / "vicuna").absolute()
+    )
+    assert by_id["smoke"]["result"]["smoke_test"]["ok"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and set(_statuses(wd).values()) == {"skipped", "off"}, _statuses(wd)

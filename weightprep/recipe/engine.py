@@ -34,6 +34,8 @@ from weightprep.recipe.schema import MAKES_OUTPUT, REF, Recipe, RecipeError, Sta
 STATE = "state.json"
 REMOTE = ("hf://", "gdrive://")
 PRUNABLE = {"convert-llama", "fetch", "make-example-delta"}
+# options naming something the stage itself edits (LAVIS's config, with a backup beside it)
+EDITS = {"patch-lavis-config": ("lavis",)}
 
 
 @dataclass
@@ -238,8 +240,13 @@ class Runner:
 
     def key(self, stage: Stage, upstream_digest: dict[str, str]) -> tuple[str, dict[str, str]]:
         digests = {}
+        edited = {
+            r for k in EDITS.get(stage.run, ()) for r in REF.findall(str(stage.options.get(k, "")))
+        }
         for ref, path in self.reads(stage).items():
-            if ref.startswith("inputs."):
+            if ref in edited:  # the stage changes it itself (idempotently): its path is the key
+                digests[ref] = f"path:{Path(path).expanduser().absolute()}"
+            elif ref.startswith("inputs."):
                 digests[ref] = self.wd.path_digest(Path(path))
             else:
                 digests[ref] = upstream_digest.get(ref, "unknown")
