@@ -298,3 +298,25 @@ def test_instructblip_recipe_on_stand_ins(tmp_path, meta_root, converted, hub_st
     assert by_id["smoke"]["result"]["smoke_test"]["ok"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and set(_statuses(wd).values()) == {"skipped", "off"}, _statuses(wd)
+
+
+def test_keep_intermediate_false_removes_after_use_and_stays_done(tmp_path, own_meta):
+    recipe, wd = str(_custom(tmp_path, own_meta)), tmp_path / "wd"
+    args = ["run", recipe, "--workdir", str(wd), "--set", "keep_intermediate=false", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert not (wd / "convert").exists() and not (wd / "delta").exists()
+    assert (wd / "vicuna" / "SHA256SUMS").exists()
+    st = _statuses(wd)
+    assert st["convert"] == "ran, then removed" and st["vicuna"] == "ran"
+    assert runner.invoke(app, args).exit_code == 0
+    assert _statuses(wd) == {
+        "convert": "pruned",
+        "delta": "pruned",
+        "vicuna": "skipped",
+        "copy": "off",
+    }
+    # the final output damaged: the removed stages come back to rebuild it
+    shard = next((wd / "vicuna").glob("*.safetensors"))
+    shard.write_bytes(b"\0" + shard.read_bytes()[1:])
+    assert runner.invoke(app, args).exit_code == 0
+    assert _statuses(wd)["vicuna"] == "ran" and _statuses(wd)["convert"].startswith("ran")
