@@ -50,7 +50,7 @@ def test_auto_tokenizer_in_current_transformers(converted) -> None:
     # transformers 5.x's LlamaTokenizer rebuilds the pipeline with its own Metaspace step, which
     # does not add SentencePiece's dummy prefix to text that already starts with a space (or a
     # literal "▁")
-    # (docs/convert-llama.md). Every other string must match.
+    # (docs/convert.md). Every other string must match.
     from transformers import AutoTokenizer
 
     out = converted("7B")
