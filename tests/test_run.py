@@ -320,3 +320,21 @@ def test_keep_intermediate_false_removes_after_use_and_stays_done(tmp_path, own_
     shard.write_bytes(b"\0" + shard.read_bytes()[1:])
     assert runner.invoke(app, args).exit_code == 0
     assert _statuses(wd)["vicuna"] == "ran" and _statuses(wd)["convert"].startswith("ran")
+
+
+def test_publish_stage_puts_the_run_record_in_the_model_card(
+    tmp_path, own_meta, hub_stand_in, monkeypatch
+):
+    monkeypatch.setenv("HF_TOKEN", "hf_runRecordTest")
+    hub_stand_in({}, token="hf_runRecordTest")
+    recipe, wd = str(_custom(tmp_path, own_meta)), tmp_path / "wd"
+    res = runner.invoke(
+        app, ["run", recipe, "--workdir", str(wd), "--set", "publish_to=hf://me/tiny", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    from huggingface_hub import hf_hub_download
+
+    card = Path(hf_hub_download("me/tiny", "README.md")).read_text()
+    assert "How these weights were made" in card and "weightprep convert-llama" in card
+    vicuna = json.loads((wd / "state.json").read_text())["stages"]["vicuna"]["outputs"]
+    assert vicuna["SHA256SUMS"] in card

@@ -153,7 +153,7 @@ def batches(files: list[LocalFile]) -> list[list[LocalFile]]:
     return out
 
 
-def model_card(source: Source, repo: str) -> str:
+def model_card(source: Source, repo: str, record: str | None = None) -> str:
     from weightprep import __version__
     from weightprep.manifest import read_manifest
     from weightprep.publish.source import manifest_file
@@ -190,7 +190,12 @@ private by default for that reason.
 | file | bytes | sha256 |
 |---|---|---|
 {rows}
-"""
+""" + (
+        "\n## How these weights were made\n\nThe record of the `weightprep run` that made them:\n\n"
+        + record.split("\n", 1)[-1].replace("\n## ", "\n### ")
+        if record
+        else ""
+    )
 
 
 def publish_hub(
@@ -202,6 +207,7 @@ def publish_hub(
     message: str | None = None,
     create_pr: bool = False,
     dry_run: bool = False,
+    record: str | None = None,
 ) -> tuple[list[FileOutcome], list[str]]:
     from huggingface_hub import CommitOperationAdd
 
@@ -222,7 +228,7 @@ def publish_hub(
     card: bytes | None = None
     if CARD not in source.by_rel():
         existing = remote.get(CARD)
-        fresh = model_card(source, repo).encode()
+        fresh = model_card(source, repo, record).encode()
         if existing is not None and existing.blob_id == git_blob_id_of(fresh):
             notes.append("README.md: model card up to date")
         elif existing is None or _generated_card(api, repo, revision):

@@ -21,6 +21,7 @@ class Options:
     dry_run: bool = False
     credentials: Path | None = None
     chunk_size: int = 64 * 2**20
+    record: str | None = None  # how the weights were made (a run's RUN.md), for the model card
 
 
 def publish(
@@ -53,6 +54,7 @@ def publish(
             message=opts.message,
             create_pr=opts.create_pr,
             dry_run=opts.dry_run,
+            record=opts.record,
         )
     else:
         from weightprep.publish.drive import publish_drive

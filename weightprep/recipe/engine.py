@@ -458,7 +458,11 @@ class Runner:
                 continue
             t0 = time.perf_counter()
             try:
-                result = kinds.run_stage(s.run, opts, out, self.progress)
+                record = None
+                if s.run == "publish":  # the model card tells how the weights were made
+                    self.write_record(records, plan)
+                    record = (self.workdir / "RUN.md").read_text()
+                result = kinds.run_stage(s.run, opts, out, self.progress, record)
             except (WeightprepError, KeyboardInterrupt) as exc:
                 records.append(
                     StageRecord(

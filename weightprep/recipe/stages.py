@@ -110,7 +110,9 @@ def command_line(kind: str, opts: dict, out: Path | None) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def run_stage(kind: str, opts: dict, out: Path | None, progress: Progress) -> dict:
+def run_stage(
+    kind: str, opts: dict, out: Path | None, progress: Progress, record: str | None = None
+) -> dict:
     """Run one stage; its output (if any) appears at `out` complete or not at all. Returns
     what the record keeps about it."""
     if kind == "make-example":
@@ -208,6 +210,7 @@ def run_stage(kind: str, opts: dict, out: Path | None, progress: Progress) -> di
                 public=_b(opts.get("public")),
                 revision=opts.get("revision") or None,
                 message=opts.get("message") or None,
+                record=record,
             ),
             progress,
         )
