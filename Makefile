@@ -19,7 +19,7 @@ MODEL  ?= instructblip-vicuna7b
 LLM    ?=
 WEIGHTS ?=
 
-.PHONY: install peers test test-fast demo smoke-test bench bench-delta bench-hash lint clean
+.PHONY: install peers test test-fast demo smoke-test bench bench-delta bench-hash bench-publish lint clean
 
 install: $(VENV)/.installed
 
@@ -59,13 +59,11 @@ test-fast: install
 
 demo: install
 	rm -rf $(DEMO)
-	$(BIN)/weightprep make-example $(DEMO)/LLaMA
-	$(BIN)/weightprep convert-llama $(DEMO)/LLaMA $(DEMO)/llama-7b-hf --model-size 7B --quiet
-	cd $(DEMO)/llama-7b-hf && sha256sum -c --quiet SHA256SUMS && echo "SHA256SUMS: all files OK"
-	$(BIN)/python scripts/demo_generate.py $(DEMO)/llama-7b-hf
-	$(BIN)/weightprep make-example-delta $(DEMO)/llama-7b-hf $(DEMO)/tiny-delta
-	$(BIN)/weightprep apply-delta $(DEMO)/llama-7b-hf $(DEMO)/tiny-delta $(DEMO)/tiny-vicuna --verify --manifest $(DEMO)/tiny-delta/expected.yaml
-	$(BIN)/python scripts/demo_generate.py $(DEMO)/tiny-vicuna
+	HF_HUB_OFFLINE=1 $(BIN)/weightprep run example --workdir $(DEMO)
+	cd $(DEMO)/vicuna && sha256sum -c --quiet SHA256SUMS && echo "vicuna: SHA256SUMS all files OK"
+	$(BIN)/python scripts/demo_generate.py $(DEMO)/vicuna
+	@echo "--- the run record ($(DEMO)/RUN.md; run.json has the same as JSON) ---"
+	@cat $(DEMO)/RUN.md
 
 smoke-test: install
 ifeq ($(LLM)$(WEIGHTS),)
@@ -89,6 +87,9 @@ bench-delta: install peers
 
 bench-hash: install
 	$(BIN)/python bench/hash.py
+
+bench-publish: install
+	$(BIN)/python bench/publish.py
 
 lint: install
 	$(BIN)/ruff check weightprep tests bench scripts

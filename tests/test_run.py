@@ -338,3 +338,58 @@ def test_publish_stage_puts_the_run_record_in_the_model_card(
     assert "How these weights were made" in card and "weightprep convert-llama" in card
     vicuna = json.loads((wd / "state.json").read_text())["stages"]["vicuna"]["outputs"]
     assert vicuna["SHA256SUMS"] in card
+
+
+def test_only_and_from(tmp_path, own_meta):
+    recipe, wd = str(_custom(tmp_path, own_meta)), str(tmp_path / "wd")
+    # --only the first stage of a fresh work dir: allowed (nothing it reads is missing)
+    assert (
+        runner.invoke(app, ["run", recipe, "--workdir", wd, "--only", "convert", "-q"]).exit_code
+        == 0
+    )
+    assert _statuses(Path(wd))["convert"] == "ran"
+    # --only a stage whose inputs never ran: refused, naming the stage
+    res = runner.invoke(
+        app, ["run", recipe, "--workdir", str(tmp_path / "wd2"), "--only", "vicuna"]
+    )
+    assert res.exit_code == 2 and "stage convert has never run" in res.stderr
+    assert runner.invoke(app, ["run", recipe, "--workdir", wd, "-q"]).exit_code == 0
+    res = runner.invoke(
+        app, ["run", recipe, "--workdir", wd, "--redo", "vicuna", "--from", "vicuna", "-q"]
+    )
+    assert res.exit_code == 0 and _statuses(Path(wd))["vicuna"] == "ran"
+
+
+def test_fetched_input_is_removed_after_use_when_asked(
+    tmp_path, meta_root, converted, hub_stand_in
+):
+    from weightprep.example import make_delta_example
+
+    delta = make_delta_example(converted("7B", "float16"), tmp_path / "delta")
+    hub_stand_in({"me/delta": delta})
+    doc = {
+        "version": 1,
+        "name": "remote-input",
+        "settings": {"keep_intermediate": False},
+        "inputs": {"llama": str(meta_root), "delta": "hf://me/delta"},
+        "stages": [
+            {
+                "id": "convert",
+                "run": "convert-llama",
+                "with": {"input": "${inputs.llama}", "model_size": "7B"},
+            },
+            {
+                "id": "vicuna",
+                "run": "apply-delta",
+                "with": {"base": "${convert}", "delta": "${inputs.delta}"},
+            },
+        ],
+    }
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    wd = tmp_path / "wd"
+    assert runner.invoke(app, ["run", str(recipe), "--workdir", str(wd), "-q"]).exit_code == 0
+    assert not (wd / "input-delta").exists() and not (wd / "convert").exists()
+    assert (wd / "vicuna" / "SHA256SUMS").exists()
+    assert runner.invoke(app, ["run", str(recipe), "--workdir", str(wd), "-q"]).exit_code == 0
+    assert _statuses(wd) == {"input-delta": "pruned", "convert": "pruned", "vicuna": "skipped"}

@@ -71,7 +71,8 @@ def preflight(
                 raise InputError(
                     f"{oi.file}: {n} has {oi.shape[0]} rows, the base {bi.shape[0]}: a vocabulary "
                     f"mismatch. Vicuna v0 deltas (32001 tokens) need FastChat <= 0.1.10; "
-                    f"for LLaMA-7B use lmsys/vicuna-7b-delta-v1.1"
+                    f"use the v1.1 delta of the same size (lmsys/vicuna-7b-delta-v1.1 for "
+                    f"LLaMA-7B, lmsys/vicuna-13b-delta-v1.1 for 13B)"
                 )
             raise InputError(
                 f"{oi.file}: {n} has shape {list(oi.shape)}, the base {list(bi.shape)}"

@@ -213,6 +213,20 @@ class Runner:
                 return s
         raise RecipeError(f"no stage {sid!r} (stages: {', '.join(s.id for s in self.stages)})")
 
+    def deps(self, sid: str) -> set[str]:
+        """The stages `sid` reads: earlier stages it names, and the fetch stages of the remote
+        inputs it names."""
+        stage = self._stage(sid)
+        out = set(self.recipe.refs.get(sid, set()))
+        for v in stage.options.values():
+            for t in v if isinstance(v, list) else [v]:
+                for ref in REF.findall(str(t)):
+                    if ref.startswith("inputs."):
+                        name = ref.removeprefix("inputs.")
+                        if self.recipe.inputs.get(name, "").startswith(REMOTE):
+                            out.add(f"input-{name}")
+        return out
+
     def enabled(self, stage: Stage) -> bool:
         if stage.when is None:
             return True
@@ -246,6 +260,9 @@ class Runner:
         for ref, path in self.reads(stage).items():
             if ref in edited:  # the stage changes it itself (idempotently): its path is the key
                 digests[ref] = f"path:{Path(path).expanduser().absolute()}"
+            elif ref.startswith("inputs.") and self.recipe.inputs[ref[7:]].startswith(REMOTE):
+                # fetched by its own stage: that stage's output digest (it may be pruned)
+                digests[ref] = upstream_digest.get(f"input-{ref[7:]}", "unknown")
             elif ref.startswith("inputs."):
                 digests[ref] = self.wd.path_digest(Path(path))
             else:
@@ -264,6 +281,18 @@ class Runner:
             if name is not None and name not in ids:
                 raise RecipeError(f"no stage {name!r} (stages: {', '.join(ids)})")
         recorded = self.wd.state["stages"]
+        chosen = [
+            s.id
+            for i, s in enumerate(self.stages)
+            if (only is None or s.id == only) and (from_ is None or i >= ids.index(from_))
+        ]
+        needed: set[str] = set()
+        todo = list(chosen)
+        while todo:
+            for d in self.deps(todo.pop()):
+                if d not in needed:
+                    needed.add(d)
+                    todo.append(d)
         digest: dict[str, str] = {}
         sizes: dict[str, int | None] = {}
         planned: list[Planned] = []
@@ -289,6 +318,10 @@ class Runner:
                     )
             if s.run == "fetch":
                 psizes["source"] = None
+            if s.run == "convert-llama" and Path(str(opts["input"])).is_dir():
+                psizes["input"] = kinds.convert_input_bytes(
+                    Path(str(opts["input"])), opts.get("model_size")
+                )
             est = kinds.estimate(s.run, opts, psizes)
             if not self.enabled(s):
                 planned.append(
@@ -329,15 +362,13 @@ class Runner:
             if s.id in redo:
                 action, reason = "run", "--redo"
             if not selected:
-                if action == "run" and rec is None:
+                if action == "run" and rec is None and s.id in needed:
                     raise RecipeError(
-                        f"stage {s.id} has never run: it cannot be left out (--from/--only)"
+                        f"stage {s.id} has never run, and the selected stages read its output: "
+                        "run it first (without --from/--only)"
                     )
-                action, reason = (
-                    ("skip", "not selected (--from/--only)")
-                    if action != "pruned"
-                    else (action, reason)
-                )
+                if action != "pruned":
+                    action, reason = "skip", "not selected (--from/--only)"
             if action in ("skip", "pruned") and rec:
                 digest[s.id] = rec.get("digest", "unknown")
                 sizes[s.id] = rec.get("output_bytes")
@@ -359,12 +390,14 @@ class Runner:
                     est.seconds if action == "run" else 0,
                 )
             )
+        if self.workdir.is_dir():
+            self.wd.save()  # keep the input digests just computed
         # a pruned stage must come back when a stage that reads it runs
         for p in planned:
             if p.action != "pruned":
                 continue
             for q in planned:
-                if q.action == "run" and p.id in self.recipe.refs.get(q.id, set()):
+                if q.action == "run" and p.id in self.deps(q.id):
                     p.action, p.reason = "run", f"removed earlier, and {q.id} needs it again"
                     break
         return planned
@@ -523,9 +556,7 @@ class Runner:
                 continue
             if u.run not in PRUNABLE:
                 continue
-            readers = [
-                q.id for q in plan if q.action != "off" and up in self.recipe.refs.get(q.id, set())
-            ]
+            readers = [q.id for q in plan if q.action != "off" and up in self.deps(q.id)]
             if readers and all(r in done for r in readers):
                 out = self.out_dir(u)
                 if out is not None and out.exists():
@@ -576,6 +607,9 @@ def render_md(doc: dict) -> str:
             f"| {s['output_bytes']} | {human_bytes(s['peak_rss']) if s['peak_rss'] else ''} |"
         )
     for s in doc["stages"]:
+        if s["status"] == "off":
+            lines += ["", f"## {s['id']}", "", "off (its `when` setting is empty)"]
+            continue
         lines += ["", f"## {s['id']}", "", f"`{s['command']}`"]
         if s.get("error"):
             lines.append(f"\nerror: {s['error']}")

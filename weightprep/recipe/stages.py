@@ -46,6 +46,13 @@ def weights_bytes(p: Path) -> int | None:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and f.suffix in exts)
 
 
+def convert_input_bytes(root: Path, model_size: str | None) -> int | None:
+    """The checkpoint bytes convert-llama reads: the size folder's, not the whole download's."""
+    folder = root / model_size if model_size and (root / model_size).is_dir() else root
+    total = sum(f.stat().st_size for f in folder.glob("consolidated.*.pth"))
+    return total or weights_bytes(folder)
+
+
 def estimate(kind: str, opts: dict, sizes: dict[str, int | None]) -> Estimate:
     """`sizes` gives the bytes of each path option (known now, or predicted from upstream)."""
     src = next(

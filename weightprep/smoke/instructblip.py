@@ -40,7 +40,7 @@ def load(
     try:
         cfg = InstructBlipConfig.from_pretrained(weights, revision=revision)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{weights}: not InstructBLIP weights ({_first(exc)})") from None
+        raise InputError(f"{weights}: cannot load an InstructBLIP config ({_first(exc)})") from None
     llm_cfg = AutoConfig.from_pretrained(llm)
     want = cfg.text_config.hidden_size
     if llm_cfg.hidden_size != want:
