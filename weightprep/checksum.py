@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.errors import InputError
+from weightprep.io import faults
 from weightprep.manifest import FileEntry, Manifest, ManifestError, TensorEntry, check_relpath
 from weightprep.progress import NullProgress, Progress
 
@@ -42,6 +43,7 @@ def hash_file(
             for h in hs:
                 h.update(view[:n])
             progress.advance(n)
+            faults.reached("hash", n)
     return {a: h.hexdigest() for a, h in zip(algos, hs, strict=True)}
 
 

@@ -1,6 +1,8 @@
 """One error family. Each message says what went wrong, where, and what to do next.
 
-The CLI maps these to exit codes: `VerificationError` -> 1, everything else -> 2.
+The CLI maps these to exit codes (docs/reliability.md): `VerificationError` -> 1; bad input or
+usage -> 2; the environment (disk full, permissions, a remote failing after retries) -> 3;
+interrupted (Ctrl-C) -> 130.
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ class OutputExistsError(WeightprepError):
     """The output already exists and `--force` was not given."""
 
 
-class DiskSpaceError(WeightprepError):
+class EnvironmentProblem(WeightprepError):
+    """The machine, not the input: a full disk, a read-only or forbidden place, a network that
+    kept failing after retries."""
+
+    exit_code = 3
+
+
+class DiskSpaceError(EnvironmentProblem):
     """Not enough free space for the output, found before or during writing."""
+
+
+class NetworkError(EnvironmentProblem):
+    """A remote kept failing after retries."""
+
+
+class BusyError(WeightprepError):
+    """Another weightprep process is writing the same output right now."""
 
 
 class VerificationError(WeightprepError):

@@ -37,7 +37,7 @@ from weightprep.checksum import CHUNK as READ_CHUNK
 from weightprep.checksum import list_files, resolve_inside, workers
 from weightprep.errors import DiskSpaceError, InputError, OutputExistsError, VerificationError
 from weightprep.io import faults
-from weightprep.io.atomic import _fsync_dir, check_free_space, partial_path
+from weightprep.io.atomic import _fsync_dir, check_free_space, output_lock, partial_path
 from weightprep.manifest import Manifest, ManifestError, check_relpath, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.dest import Dest, parse_dest
@@ -116,6 +116,13 @@ def fetch(
     if isinstance(manifest, str):
         manifest = resolve_manifest(manifest)[0]
     final = out.expanduser().absolute()
+    with output_lock(final):
+        return _fetch_locked(
+            dest, final, revision, manifest, credentials, force, chunk_size, progress
+        )
+
+
+def _fetch_locked(dest, final, revision, manifest, credentials, force, chunk_size, progress):
     _check_output(final, force)
     stage = partial_path(final)
     start = time.perf_counter()

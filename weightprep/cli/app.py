@@ -52,8 +52,14 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks (for bug reports) instead of one line."
+    ),
 ) -> None:
-    pass
+    if debug:
+        import os
+
+        os.environ["WEIGHTPREP_DEBUG"] = "1"
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -86,14 +87,38 @@ def make_progress(quiet: bool) -> Progress:
 
 
 def run_core(fn: Callable[[], T]) -> T:
-    """Run a core call; turn our errors into one line on stderr and an exit code."""
+    """Run a core call; turn our errors (and the machine's) into one line on stderr and an exit
+    code: 1 verification, 2 bad input, 3 environment, 130 interrupted. `--debug` (or
+    WEIGHTPREP_DEBUG=1) shows the traceback instead."""
+    debug = os.environ.get("WEIGHTPREP_DEBUG") == "1"
     try:
         return fn()
     except WeightprepError as exc:
-        if os.environ.get("WEIGHTPREP_DEBUG") == "1":
+        if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted; nothing was left under the output name", err=True)
+        if debug:
+            raise
+        typer.echo(
+            "interrupted: temporary files were removed and nothing was left under an output "
+            "name; run the same command again to start over (`weightprep run` resumes)",
+            err=True,
+        )
         raise typer.Exit(130) from None
+    except OSError as exc:  # the machine said no: full, read-only, forbidden, gone
+        if debug:
+            raise
+        where = exc.filename or ""
+        what = {
+            errno.ENOSPC: "disk full",
+            errno.EROFS: "read-only filesystem",
+            errno.EACCES: "permission denied",
+            errno.EPERM: "operation not permitted",
+            errno.ENOENT: "no such file or folder",
+            errno.ELOOP: "too many levels of symbolic links",
+            errno.EDQUOT: "disk quota exceeded",
+        }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        typer.echo(f"error: {where}: {what}" if where else f"error: {what}", err=True)
+        raise typer.Exit(3) from None

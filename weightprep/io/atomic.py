@@ -59,12 +59,49 @@ def staged_folder(final: Path, force: bool = False) -> Iterator[Path]:
             (tmp / "config.json").write_text("{}")
     """
     final = final.absolute()
-    if final.exists() and not force:
-        raise OutputExistsError(f"{final}: already exists; pass --force to replace it")
-    stage = partial_path(final)
-    if stage.exists():
-        shutil.rmtree(stage)  # left by an interrupted run of ours
-    stage.mkdir(parents=True)
+    with output_lock(final):
+        if final.exists() and not force:
+            raise OutputExistsError(f"{final}: already exists; pass --force to replace it")
+        stage = partial_path(final)
+        if stage.exists():
+            shutil.rmtree(stage)  # left by an interrupted run of ours
+        stage.mkdir(parents=True)
+        yield from _staged(final, stage)
+
+
+def lock_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.weightprep-lock")
+
+
+@contextmanager
+def output_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on writing `final`: a second process refuses at once. The lock
+    file is removed when done; one left by a killed run is simply taken over (a lock dies with
+    its process)."""
+    import fcntl
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(final)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        from weightprep.errors import BusyError
+
+        raise BusyError(
+            f"{final}: another weightprep process is writing it right now ({path.name} is "
+            "locked); wait for it to finish"
+        ) from None
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _staged(final: Path, stage: Path) -> Iterator[Path]:
     try:
         yield stage
         _fsync_dir(stage)

@@ -27,12 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightprep.errors import InputError, VerificationError
+from weightprep.errors import InputError, NetworkError, VerificationError
 from weightprep.io import faults
 from weightprep.io.atomic import write_atomic
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.dest import Dest
-from weightprep.publish.hub import NetworkError
 from weightprep.publish.outcome import FileOutcome
 from weightprep.publish.source import LocalFile, Source
 

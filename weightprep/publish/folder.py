@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from weightprep.checksum import hash_file
 from weightprep.errors import DiskSpaceError, InputError, VerificationError
 from weightprep.io import faults
-from weightprep.io.atomic import check_free_space
+from weightprep.io.atomic import check_free_space, output_lock
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.outcome import FileOutcome
 from weightprep.publish.source import PARTIAL_SUFFIX, LocalFile, Source
@@ -129,7 +131,7 @@ def publish_folder(
         check_free_space(dest, need)
     progress.start(need, f"copy to {dest}")
     out = []
-    try:
+    with output_lock(dest.absolute()), _finishing(progress):
         for f, final, status in plan:
             if status == "up-to-date":
                 out.append(FileOutcome(f.rel, f.sha256, f.size, status))
@@ -140,6 +142,12 @@ def publish_folder(
                     f.rel, f.sha256, f.size, "sent" if status == "send" else "replaced", sent
                 )
             )
+    return out
+
+
+@contextmanager
+def _finishing(progress: Progress) -> Iterator[None]:
+    try:
+        yield
     finally:
         progress.finish()
-    return out

@@ -25,7 +25,7 @@ from pathlib import Path
 from weightprep.checksum import hash_file, list_files, verify_files
 from weightprep.errors import DiskSpaceError, InputError, WeightprepError
 from weightprep.io import faults
-from weightprep.io.atomic import human_bytes, write_atomic
+from weightprep.io.atomic import human_bytes, output_lock, write_atomic
 from weightprep.manifest import FileEntry, Manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.recipe import stages as kinds
@@ -436,6 +436,10 @@ class Runner:
     # --- run ----------------------------------------------------------------------------------
     def run(self, plan: list[Planned]) -> list[StageRecord]:
         self.preflight(plan)
+        with output_lock(self.workdir.absolute()):
+            return self._run(plan)
+
+    def _run(self, plan: list[Planned]) -> list[StageRecord]:
         recorded = self.wd.state["stages"]
         digest = {p.id: recorded.get(p.id, {}).get("digest", "unknown") for p in plan}
         records: list[StageRecord] = []
