@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.errors import InputError, VerificationError
+from weightprep.io import faults
 
 MODEL_TYPES = ("vicuna7b", "vicuna13b")
 CONFIG_REL = Path("configs/models/blip2")
@@ -223,6 +224,8 @@ class PatchResult:
 
 def _write_atomic_keep_mode(path: Path, data: bytes) -> None:
     mode = path.stat().st_mode & 0o7777
+    for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a killed run of ours
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -230,6 +233,7 @@ def _write_atomic_keep_mode(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        faults.reached("lavis", 1)  # tests: killed with the new text written, not yet in place
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -277,8 +281,11 @@ def patch_lavis_config(
         return PatchResult(config, old, value, "dry run", diff, checks, None)
     backup = backup_path(config)
     if not backup.exists():
+        faults.reached("lavis", 1)
         shutil.copy2(config, backup)
+    faults.reached("lavis", 1)
     _write_atomic_keep_mode(config, new.encode("utf-8"))
+    faults.reached("lavis", 1)
     return PatchResult(config, old, value, "patched", diff, checks, backup)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, run_core
+from weightprep.cli.common import make_progress, parse_size, run_core
 
 
 def _hub_bars(show: bool) -> None:
@@ -50,6 +50,9 @@ def fetch_cmd(
         bool,
         typer.Option(help="Replace DIR if it exists (only once the new copy is verified)."),
     ] = False,
+    chunk_size: Annotated[
+        str, typer.Option(help="gdrive://: bytes per Range request (e.g. 64MiB).")
+    ] = "64MiB",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -77,6 +80,7 @@ def fetch_cmd(
             manifest=manifest,
             credentials=credentials,
             force=force,
+            chunk_size=parse_size(chunk_size),
             progress=make_progress(not show),
         )
     )
