@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from weightprep.errors import InputError, VerificationError
-from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.atomic import check_free_space, refuse_inside, staged_folder
 from weightprep.io.outputs import MANIFEST_NAME, file_entries, seal, write_files
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.reader import CheckpointReader
@@ -86,8 +86,10 @@ def _copy_json(src: Path, name: str, dtype: str | None = None) -> bytes | None:
         return None
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not valid JSON ({exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{p}: not valid JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict):
+        raise InputError(f"{p}: expected a JSON object, got a {type(doc).__name__}")
     if dtype is not None:
         doc["torch_dtype"] = dtype
     return (json.dumps(doc, indent=2) + "\n").encode()
@@ -102,9 +104,11 @@ def _tokenizer_from(folder: Path, max_length: int) -> dict[str, bytes]:
     cfg = folder / "tokenizer_config.json"
     if cfg.is_file():
         try:
-            m = json.loads(cfg.read_text(encoding="utf-8")).get("model_max_length")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            m = None
+            doc = json.loads(cfg.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            doc = None
+        # only a hint (the output's tokenizer_config.json is written afresh): ignore a bad one
+        m = doc.get("model_max_length") if isinstance(doc, dict) else None
         if isinstance(m, int) and 0 < m < 10**7:
             max_length = m
     return tokenizer_files(tok, max_length)
@@ -153,6 +157,7 @@ def combine(
     """out[name] = op(base[name], other[name]) in float16 for every tensor, streamed."""
     progress = progress or NullProgress()
     t0 = time.monotonic()
+    refuse_inside(output, base_dir, other_dir)
     want = resolve_manifest(manifest)[0] if manifest else None
     if verify_base:
         _verify_base(base_dir, verify_base)

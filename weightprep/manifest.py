@@ -57,22 +57,32 @@ class Manifest:
     format: str = "yaml"  # yaml | sha256sum | md5sum: where it was read from
 
 
+def _show(value: object, limit: int = 100) -> str:
+    """`repr(value)` for a message, cut short: values come from untrusted files."""
+    if isinstance(value, (list, dict, set, tuple)):
+        return f"a {type(value).__name__}"  # no repr: it may be huge or deeply shared
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_relpath(path: str, where: str) -> str:
     """Refuse absolute paths, `..`, empty parts and control characters; return a POSIX path."""
     if not path or "\x00" in path or any(ord(c) < 32 for c in path) or "\\" in path:
-        raise ManifestError(f"{where}: path {path!r} is not a plain relative path")
+        raise ManifestError(f"{where}: path {_show(path)} is not a plain relative path")
     p = PurePosixPath(path)
     if p.is_absolute() or re.match(r"^[A-Za-z]:", path):
-        raise ManifestError(f"{where}: absolute path {path!r} refused")
+        raise ManifestError(f"{where}: absolute path {_show(path)} refused")
     parts = [x for x in path.split("/")]
     if any(x in ("", "..") for x in parts if x != ".") or ".." in p.parts:
-        raise ManifestError(f"{where}: path {path!r} leaves the folder or is malformed; refused")
+        raise ManifestError(
+            f"{where}: path {_show(path)} leaves the folder or is malformed; refused"
+        )
     return str(p)
 
 
 def _hexdigest(value: object, algo: str, where: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(rf"[0-9a-fA-F]{{{HEX[algo]}}}", value):
-        raise ManifestError(f"{where}: {algo} must be {HEX[algo]} hex digits, got {value!r}")
+        raise ManifestError(f"{where}: {algo} must be {HEX[algo]} hex digits, got {_show(value)}")
     return value.lower()
 
 
@@ -90,18 +100,37 @@ def _exact_keys(obj: object, required: set[str], optional: set[str], where: str)
     return obj
 
 
+def safe_load_no_aliases(text: str):
+    """`yaml.safe_load`, refusing anchors/aliases (`&a`, `*a`): a manifest never needs them, and
+    a few lines of nested aliases ("billion laughs") expand to gigabytes when anything walks or
+    prints the result. Raises `yaml.YAMLError`."""
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliases)  # noqa: S506 (a SafeLoader)
+
+
 def parse_yaml(text: str, where: str) -> Manifest:
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = safe_load_no_aliases(text)
+    except RecursionError:
+        raise ManifestError(f"{where}: not valid YAML (nested too deeply)") from None
     except yaml.YAMLError as exc:
         raise ManifestError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     doc = _exact_keys(
         doc, {"version", "name", "files"}, {"description", "source", "tensors"}, where
     )
     if doc["version"] != 1:
-        raise ManifestError(f"{where}: version {doc['version']!r} unsupported (this reads 1)")
+        raise ManifestError(f"{where}: version {_show(doc['version'])} unsupported (this reads 1)")
     if not isinstance(doc["name"], str) or not doc["name"]:
         raise ManifestError(f"{where}: name must be a non-empty string")
     desc = doc.get("description", "")
@@ -117,7 +146,7 @@ def parse_yaml(text: str, where: str) -> Manifest:
         raise ManifestError(f"{where}: files must map a relative path to its size and hash")
     files: dict[str, FileEntry] = {}
     for path, entry in files_raw.items():
-        w = f"{where}: files[{path!r}]"
+        w = f"{where}: files[{_show(path)}]"
         rel = check_relpath(path if isinstance(path, str) else "", w)
         e = _exact_keys(entry, set(), {"size", "sha256", "md5"}, w)
         size = e.get("size")
@@ -133,7 +162,7 @@ def parse_yaml(text: str, where: str) -> Manifest:
     if not isinstance(tensors_raw, dict):
         raise ManifestError(f"{where}: tensors must map a tensor name to dtype, shape, sha256")
     for name, entry in tensors_raw.items():
-        w = f"{where}: tensors[{name!r}]"
+        w = f"{where}: tensors[{_show(name)}]"
         e = _exact_keys(entry, {"dtype", "shape", "sha256"}, set(), w)
         shape = e["shape"]
         if not isinstance(shape, list) or not all(
@@ -167,7 +196,7 @@ def parse_sums(text: str, where: str, name: str = "") -> Manifest:
         algo = this
         rel = check_relpath(m.group("path"), f"{where}:{n}")
         if rel in files:
-            raise ManifestError(f"{where}:{n}: {rel} listed twice")
+            raise ManifestError(f"{where}:{n}: {_show(rel)} listed twice")
         files[rel] = FileEntry(**{algo: h.lower()})
     if not files:
         raise ManifestError(f"{where}: no checksum lines")

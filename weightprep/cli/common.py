@@ -102,8 +102,8 @@ def run_core(fn: Callable[[], T]) -> T:
         if debug:
             raise
         typer.echo(
-            "interrupted: temporary files were removed and nothing was left under an output "
-            "name; run the same command again to start over (`weightprep run` resumes)",
+            "error: interrupted: temporary files were removed and nothing was left under an "
+            "output name; run the same command again to start over (`weightprep run` resumes)",
             err=True,
         )
         raise typer.Exit(130) from None

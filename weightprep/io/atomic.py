@@ -59,6 +59,15 @@ def staged_folder(final: Path, force: bool = False) -> Iterator[Path]:
             (tmp / "config.json").write_text("{}")
     """
     final = final.absolute()
+    try:
+        os.fsencode(final).decode("utf-8")
+    except UnicodeDecodeError:
+        from weightprep.errors import InputError
+
+        raise InputError(
+            f"{final!s}: the path is not valid UTF-8, which safetensors cannot open; choose "
+            "another name"
+        ) from None
     with output_lock(final):
         if final.exists() and not force:
             raise OutputExistsError(f"{final}: already exists; pass --force to replace it")
@@ -67,6 +76,20 @@ def staged_folder(final: Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(stage)  # left by an interrupted run of ours
         stage.mkdir(parents=True)
         yield from _staged(final, stage)
+
+
+def refuse_inside(output: Path, *inputs: Path) -> None:
+    """An output equal to an input, inside one, or holding one could destroy it (or be mixed
+    into it): refuse before anything is read or written."""
+    out = output.expanduser().resolve()
+    for i in inputs:
+        src = i.expanduser().resolve()
+        if out == src or src in out.parents or out in src.parents:
+            from weightprep.errors import InputError
+
+            raise InputError(
+                f"{output}: is the input {i}, inside it, or holds it; choose another output"
+            )
 
 
 def lock_path(final: Path) -> Path:

@@ -4,6 +4,7 @@ Switched on only by `WEIGHTPREP_FAULT=LABEL:BYTES[:ACTION]` (tests set it for a 
 otherwise `reached` is one string comparison. When the bytes counted under LABEL reach BYTES:
 - `kill` (default): SIGKILL, no cleanup, no `finally`, exactly an OOM kill or a Colab disconnect;
 - `int`: SIGINT, what Ctrl-C sends;
+- `stop`: SIGSTOP, frozen mid-write until the test sends SIGCONT (to hold a lock);
 - `fill=PATH`: write zeros to PATH until its filesystem is full, then carry on: another process
   filling the disk under us.
 Labels: `write` (tensor bytes written by convert-llama / apply-delta / make-delta), `hash`
@@ -45,5 +46,7 @@ def reached(label: str, nbytes: int) -> None:
         _fill(_ACTION.removeprefix("fill="))
     elif _ACTION == "int":
         os.kill(os.getpid(), signal.SIGINT)
+    elif _ACTION == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
     else:
         os.kill(os.getpid(), signal.SIGKILL)

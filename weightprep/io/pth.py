@@ -9,12 +9,41 @@ tensor is touched (and then only page cache, which the kernel can reclaim).
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
 import torch
 
 from weightprep.errors import CheckpointError
+
+MAX_NAME = 1000
+
+
+def check_tensor_name(name: object, path: Path) -> None:
+    """Tensor names are short printable text; refuse others, which no real checkpoint has and
+    which would break (or forge) the one-line messages that quote them."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not name.isprintable():
+        shown = repr(name)[:100]
+        raise CheckpointError(
+            f"{path}: tensor name {shown} is not printable text of at most {MAX_NAME} characters"
+        )
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's error message as one short line: its first line, control characters
+    escaped (a message may quote names from the file), cut at `limit` characters."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _refused_global(exc: Exception) -> str:
+    """What a weights-only unpickler refused, from torch's long message (which advises
+    `weights_only=False`, i.e. running the pickle: not advice to pass on)."""
+    m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return f"it imports {m.group(1)}" if m else type(exc).__name__
 
 
 def load_checkpoint(path: Path) -> object:
@@ -24,6 +53,10 @@ def load_checkpoint(path: Path) -> object:
     tensors, numbers, strings and plain containers.
     """
     if not path.is_file():
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+        if path.exists():
+            raise CheckpointError(f"{path}: not a regular file (a FIFO or device?)")
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty (interrupted download?)")
@@ -35,14 +68,12 @@ def load_checkpoint(path: Path) -> object:
     try:
         obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path}: refused to load: the pickle holds objects other than tensors ({first}); "
-            "it was not executed"
+            f"{path}: refused to load: the pickle holds objects other than tensors "
+            f"({_refused_global(exc)}); it was not executed"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from exc
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({one_line(exc)})") from exc
     return obj
 
 
@@ -53,8 +84,15 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     checkpoint. Example: `load_state_dict(Path("7B/consolidated.00.pth"))["norm.weight"]`.
     """
     obj = load_checkpoint(path)
-    if not isinstance(obj, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    ):
-        raise CheckpointError(f"{path}: expected a flat dict of name -> tensor")
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"{path}: expected a flat dict of name -> tensor, got a {type(obj).__name__}"
+        )
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: expected a flat dict of name -> tensor; {repr(k)[:100]} holds a "
+                f"{type(v).__name__}"
+            )
+        check_tensor_name(k, path)
     return obj

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from weightprep.errors import InputError
-from weightprep.io.atomic import check_free_space, staged_folder
+from weightprep.io.atomic import check_free_space, refuse_inside, staged_folder
 from weightprep.io.outputs import seal, write_files
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.pth import load_state_dict
@@ -183,6 +183,7 @@ def convert_meta_to_hf(
         or ckpt.size_dir.absolute() in output.absolute().parents
     ):
         raise InputError(f"{output}: is inside the input folder {ckpt.size_dir}; write elsewhere")
+    refuse_inside(output, input_path)
 
     manifest = resolve_manifest(verify_input)[0] if verify_input else None
     checks = plan_checks(ckpt, manifest, use_checklists)

@@ -17,6 +17,18 @@ KNOWN_KEYS = frozenset(
     | LLAMA2_ONLY_KEYS
     | {"rope_theta", "max_batch_size", "max_seq_len"}
 )
+# Ceilings far above any LLaMA (405B: dim 16384, 126 layers, 128 heads, 128256 tokens), so a
+# hostile params.json is refused before anything is sized from it (rules_for(n_layers) builds a
+# list per layer; a shape check quoting dim 10^9 is harmless, a loop over 10^9 layers is not).
+LIMITS = {
+    "dim": 2**17,
+    "n_layers": 2**12,
+    "n_heads": 2**12,
+    "n_kv_heads": 2**12,
+    "vocab_size": 2**21,
+    "multiple_of": 2**17,
+}
+MAX_PARAMS_BYTES = 2**20  # Meta's are about 100 bytes
 # Meta's download: how many model-parallel shards each size ships as.
 KNOWN_SHARDS = {"7B": 1, "13B": 2, "30B": 4, "33B": 4, "65B": 8, "70B": 8}
 
@@ -54,8 +66,10 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
         raise InputError(f"{source}: missing key(s) {', '.join(missing)}")
     unknown = sorted(set(raw) - KNOWN_KEYS)
     if unknown:
+        shown = [k if k.isprintable() and len(k) <= 40 else repr(k)[:40] for k in unknown[:5]]
         raise InputError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; is this a LLaMA 1/2 params.json?"
+            f"{source}: unknown key(s) {', '.join(shown)}{' ...' if len(unknown) > 5 else ''}; "
+            "is this a LLaMA 1/2 params.json?"
         )
     try:
         p = LlamaParams(
@@ -74,10 +88,27 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
             rope_theta=float(raw.get("rope_theta", 10000.0)),
             llama2_keys=bool(LLAMA2_ONLY_KEYS & set(raw)),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"{source}: bad value ({exc})") from exc
     if min(p.dim, p.n_layers, p.n_heads, p.n_kv_heads, p.multiple_of) <= 0:
         raise InputError(f"{source}: dim, n_layers, n_heads, n_kv_heads, multiple_of must be > 0")
+    for key, limit in LIMITS.items():
+        if getattr(p, key) > limit:
+            raise InputError(
+                f"{source}: {key} {getattr(p, key)} is beyond any LLaMA (at most {limit}); "
+                "is this a LLaMA 1/2 params.json?"
+            )
+    floats = {"norm_eps": p.norm_eps, "rope_theta": p.rope_theta}
+    if p.ffn_dim_multiplier is not None:
+        floats["ffn_dim_multiplier"] = p.ffn_dim_multiplier
+    for key, value in floats.items():
+        if not (0 < value < 1e12):  # also refuses NaN and Infinity, which json accepts
+            raise InputError(f"{source}: {key} {value} must be a positive finite number")
+    if p.intermediate_size > 16 * LIMITS["dim"]:
+        raise InputError(
+            f"{source}: the FFN width {p.intermediate_size} (from dim, multiple_of and "
+            "ffn_dim_multiplier) is beyond any LLaMA"
+        )
     if p.dim % p.n_heads or p.head_dim % 2 or p.n_heads % p.n_kv_heads:
         raise InputError(
             f"{source}: dim {p.dim} / n_heads {p.n_heads} / n_kv_heads {p.n_kv_heads} "
@@ -89,9 +120,11 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
 def read_params(path: Path) -> LlamaParams:
     if not path.is_file():
         raise InputError(f"{path}: params.json not found (Meta ships one in each size folder)")
+    if path.stat().st_size > MAX_PARAMS_BYTES:
+        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a params.json")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a JSON object")

@@ -1,0 +1,206 @@
+"""Unfriendly places and moments: a full disk (before and during), a read-only output, output
+inside the input, odd path names, a symlink loop, Ctrl-C, and two writers at once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _run(args, fault=None, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTPREP_FAULT"}
+    if fault:
+        env["WEIGHTPREP_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "weightprep", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size, ro=False) -> a fresh tmpfs folder (root only; skipped elsewhere)."""
+    mounts = []
+
+    def mount(size: str, ro: bool = False) -> Path:
+        point = tmp_path / f"fs{len(mounts)}"
+        point.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        res = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or 'not root'})")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for m in mounts:
+        subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def _one_line_error(res) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def test_preflight_refuses_a_disk_that_is_visibly_too_small(meta_root, tmpfs):
+    fs = tmpfs("64k")
+    before = _digest(meta_root / "7B")
+    res = _run(["convert-llama", meta_root, fs / "out", "--model-size", "7B"])
+    assert res.returncode == 3
+    line = _one_line_error(res)
+    assert "not enough free disk: need" in line and ", have " in line
+    assert not any(fs.iterdir()) and _digest(meta_root / "7B") == before
+
+
+@pytest.mark.parametrize("command", ["convert-llama", "publish"])
+def test_disk_filling_up_midway(command, meta_root, converted, tmpfs):
+    """Another process fills the disk while we write: one line, exit 3, nothing left of ours."""
+    fs = tmpfs("2m")
+    filler = fs / "someone-else.bin"
+    if command == "convert-llama":
+        args = ["convert-llama", meta_root, fs / "out", "--model-size", "7B"]
+        src, fault = meta_root / "7B", f"write:50000:fill={filler}"
+    else:
+        src = converted("7B", "float16")
+        args = ["publish", src, fs / "out"]
+        fault = f"publish-copy:1000:fill={filler}"
+    before = _digest(src)
+    res = _run(args, fault)
+    assert res.returncode == 3, res.stderr
+    assert "disk full" in _one_line_error(res)
+    leftovers = [p.name for p in fs.rglob("*") if p != filler and p.is_file()]
+    complete = set(_digest(src)) if command == "publish" else set()
+    assert all(name in complete for name in leftovers), leftovers  # only whole, verified files
+    assert not [p for p in fs.rglob("*") if "partial" in p.name or "lock" in p.name]
+    assert _digest(src) == before
+
+
+def test_read_only_output(meta_root, tmpfs):
+    fs = tmpfs("64m", ro=True)
+    res = _run(["convert-llama", meta_root, fs / "out", "--model-size", "7B"])
+    assert res.returncode == 3 and "read-only" in _one_line_error(res)
+
+
+@pytest.mark.parametrize("where", ["equal", "inside", "parent"])
+def test_output_that_is_or_holds_the_input_is_refused(tmp_path, converted, where):
+    import shutil
+
+    base = tmp_path / "a" / "base"
+    shutil.copytree(converted("7B", "float16"), base)
+    before = _digest(base)
+    out = {"equal": base, "inside": base / "out", "parent": base.parent}[where]
+    res = _run(["apply-delta", base, base, out, "--force"])
+    assert res.returncode == 2 and "choose another output" in _one_line_error(res)
+    assert _digest(base) == before
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads everything: an unreadable file can't be made"
+)
+def test_unreadable_input(converted, tmp_path):
+    import shutil
+
+    src = tmp_path / "m"
+    shutil.copytree(converted("7B", "float16"), src)
+    (src / "config.json").chmod(0)
+    res = _run(["hash", src, "-o", tmp_path / "m.yaml"])
+    assert res.returncode == 3 and "permission denied" in _one_line_error(res)
+
+
+def test_odd_path_names(meta_root, tmp_path):
+    bad = tmp_path / os.fsdecode(b"not utf-8 \xff\xfe")
+    res = _run(["convert-llama", meta_root, bad, "--model-size", "7B"])
+    assert res.returncode == 2 and "not valid UTF-8" in _one_line_error(res)
+    assert not list(tmp_path.iterdir())
+    out = tmp_path / "out put 'q\" \u2713 $HOME `x`"
+    res = _run(["convert-llama", meta_root, out, "--model-size", "7B", "-q"])
+    assert res.returncode == 0, res.stderr
+    ok = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out)
+    assert ok.returncode == 0
+    nl = tmp_path / "new\nline"
+    res = _run(["publish", out, nl, "-q"])
+    assert res.returncode == 0, res.stderr
+    assert _digest(nl) == _digest(out)
+
+
+def test_symlink_loop_in_a_hashed_folder(converted, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(converted("7B", "float16"), folder)
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / "self").symlink_to(folder)
+    res = _run(["hash", folder, "-o", tmp_path / "m.yaml", "-q"], timeout=60)
+    assert res.returncode == 0, res.stderr  # symlinks are not followed: no hang, no error
+    assert "loop" not in (tmp_path / "m.yaml").read_text()
+
+
+def test_ctrl_c_stops_cleans_and_exits_130(meta_root, tmp_path):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    res = _run(["convert-llama", meta_root, out, "--model-size", "7B"], "write:50000:int")
+    assert res.returncode == 130
+    assert "interrupted" in _one_line_error(res) and "again" in res.stderr
+    assert time.monotonic() - t0 < 60
+    assert not list(tmp_path.iterdir())  # no output, no .partial, no lock
+
+
+def test_two_writers_one_refuses_at_once(meta_root, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "WEIGHTPREP_FAULT": "write:50000:stop"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "weightprep",
+        "convert-llama",
+        str(meta_root),
+        str(out),
+        "--model-size",
+        "7B",
+        "-q",
+    ]
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # wait until it is frozen mid-write, holding the lock
+            state = Path(f"/proc/{first.pid}/stat").read_text().split()[2]
+            if state == "T":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the first writer never reached its stop point")
+        t0 = time.monotonic()
+        second = _run(["convert-llama", meta_root, out, "--model-size", "7B", "--force"])
+        assert second.returncode == 2 and "another weightprep process" in _one_line_error(second)
+        assert time.monotonic() - t0 < 30
+        os.kill(first.pid, signal.SIGCONT)
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGKILL)
+    ok = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out)
+    assert ok.returncode == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
