@@ -19,7 +19,7 @@ MODEL  ?= instructblip-vicuna7b
 LLM    ?=
 WEIGHTS ?=
 
-.PHONY: install peers test test-fast demo smoke-test bench bench-delta bench-hash bench-publish lint clean
+.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-publish lint clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,10 @@ peers: $(REF)/.installed $(OLD)/.installed $(FC)/.installed
 
 test: install peers
 	WEIGHTPREP_PEERS=$(abspath $(PEERS)) $(BIN)/pytest
+
+# The long kill sweep: SIGKILL at 20 points of every command that writes (tests/faults).
+test-faults: install
+	WEIGHTPREP_FAULT_POINTS=20 $(BIN)/pytest tests/faults -q
 
 # Everything but the peer virtualenvs (their tests skip, saying why).
 test-fast: install

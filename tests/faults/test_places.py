@@ -204,3 +204,10 @@ def test_two_writers_one_refuses_at_once(meta_root, tmp_path):
     ok = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out)
     assert ok.returncode == 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    plain = _run(["hash", tmp_path / "missing", "-o", tmp_path / "x.yaml"])
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    debug = _run(["--debug", "hash", tmp_path / "missing", "-o", tmp_path / "x.yaml"])
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "InputError" in debug.stderr
