@@ -184,17 +184,26 @@ def parse(doc: object, source: str) -> Recipe:
 
 
 def load(path: Path) -> Recipe:
-    import yaml
 
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
+    return parse(_yaml(text, str(path)), str(path))
+
+
+def _yaml(text: str, where: str) -> object:
+    """YAML without aliases (a recipe has no use for them; an alias bomb would expand)."""
+    import yaml
+
+    from weightprep.manifest import safe_load_no_aliases
+
     try:
-        doc = yaml.safe_load(text)
+        return safe_load_no_aliases(text)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse(doc, str(path))
+        raise RecipeError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise RecipeError(f"{where}: not valid YAML (nested too deeply)") from None
 
 
 def shipped() -> dict[str, str]:
@@ -210,14 +219,13 @@ def shipped() -> dict[str, str]:
 
 def resolve(arg: str) -> Recipe:
     """A recipe file, or the name of a shipped recipe."""
-    import yaml
 
     p = Path(arg).expanduser()
     if p.is_file():
         return load(p)
     known = shipped()
     if arg in known:
-        return parse(yaml.safe_load(known[arg]), f"recipes/{arg}.yaml")
+        return parse(_yaml(known[arg], f"recipes/{arg}.yaml"), f"recipes/{arg}.yaml")
     raise RecipeError(f"{arg}: no such file, and not a shipped recipe ({', '.join(known)})")
 
 

@@ -51,5 +51,5 @@ def load_image(path: Path | None):
             return im.convert("RGB")
     except FileNotFoundError:
         raise InputError(f"{path}: no such image") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not an image PIL can read ({exc})") from None
