@@ -53,6 +53,7 @@ class Scenario:
     force: bool = False  # the re-run needs --force (output exists, possibly unfinished)
     env: dict = field(default_factory=dict)
     points: list[int] | None = None
+    compare: tuple[str, ...] = ()  # sub-paths of the output to compare (default: all of it)
 
 
 def _points(total: int, n: int) -> list[int]:
@@ -78,7 +79,13 @@ def _check(sc: Scenario, tmp: Path, point: int) -> None:
     clean.mkdir(parents=True)
     res = _run(sc.args(clean), sc.env)
     assert res.returncode == 0, res.stderr
-    want = _tree(clean / sc.output)
+
+    def view(root: Path) -> dict[str, str]:
+        if not sc.compare:
+            return _tree(root)
+        return {f"{c}/{k}": v for c in sc.compare for k, v in _tree(root / c).items()}
+
+    want = view(clean / sc.output)
     before = {str(p): _tree(p) for p in sc.inputs}
     killed = tmp / "killed"
     killed.mkdir()
@@ -86,14 +93,14 @@ def _check(sc: Scenario, tmp: Path, point: int) -> None:
     assert res.returncode == -signal.SIGKILL, (sc.name, point, res.returncode, res.stderr[-500:])
     out = killed / sc.output
     if out.exists():  # whatever carries a final name is complete (temporary names aside)
-        got = {k: v for k, v in _tree(out).items() if not any(m in k for m in TEMP_MARKS)}
+        got = {k: v for k, v in view(out).items() if not any(m in k for m in TEMP_MARKS)}
         assert all(want.get(k) == v for k, v in got.items()), (
             f"{sc.name}@{point}: an unfinished file under its final name"
         )
     assert {str(p): _tree(p) for p in sc.inputs} == before, "the input changed"
     again = _run(sc.args(killed) + (["--force"] if sc.force else []), sc.env)
     assert again.returncode == 0, (sc.name, point, again.stderr[-800:])
-    assert _tree(out) == want, f"{sc.name}@{point}: re-run differs from a clean run"
+    assert view(out) == want, f"{sc.name}@{point}: re-run differs from a clean run"
     assert not _temps(killed), _temps(killed)
 
 
@@ -108,7 +115,32 @@ def sources(tmp_path_factory, meta_root, converted) -> dict[str, Path]:
     from weightprep.delta import apply_delta
 
     apply_delta(base, delta, vicuna)
-    return {"meta": meta_root, "base": base, "delta": delta, "vicuna": vicuna}
+    import yaml
+
+    recipe = base.parent / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "sweep",
+                "inputs": {"llama": str(meta_root)},
+                "stages": [
+                    {
+                        "id": "convert",
+                        "run": "convert-llama",
+                        "with": {"input": "${inputs.llama}", "model_size": "7B"},
+                    },
+                    {"id": "delta", "run": "make-example-delta", "with": {"base": "${convert}"}},
+                    {
+                        "id": "vicuna",
+                        "run": "apply-delta",
+                        "with": {"base": "${convert}", "delta": "${delta}"},
+                    },
+                ],
+            }
+        )
+    )
+    return {"meta": meta_root, "base": base, "delta": delta, "vicuna": vicuna, "recipe": recipe}
 
 
 def _bytes(folder: Path, pattern: str = "*") -> int:
@@ -161,6 +193,15 @@ def scenarios(s: dict[str, Path]) -> list[Scenario]:
             force=False,
         ),
         Scenario(
+            "run",
+            "write",
+            lambda d: ["run", str(s["recipe"]), "--workdir", str(d / "out"), "-q"],
+            "out",
+            [meta / "7B"],
+            2 * _tensor_bytes(base),
+            compare=("convert", "delta", "vicuna"),
+        ),
+        Scenario(
             "publish-folder",
             "publish-copy",
             lambda d: ["publish", str(vicuna), str(d / "out"), "-q"],
@@ -171,12 +212,8 @@ def scenarios(s: dict[str, Path]) -> list[Scenario]:
     ]
 
 
-def _ids(sc):
-    return sc.name
-
-
 @pytest.mark.parametrize(
-    "name", ["convert-llama", "apply-delta", "make-delta", "hash", "publish-folder"]
+    "name", ["convert-llama", "apply-delta", "make-delta", "hash", "run", "publish-folder"]
 )
 def test_kill_sweep(name, sources, tmp_path):
     sc = next(x for x in scenarios(sources) if x.name == name)
