@@ -41,8 +41,8 @@ def hub_stand_in(monkeypatch: pytest.MonkeyPatch):
 
     servers = []
 
-    def start(repos: dict, **options) -> HubStandIn:
-        server = HubStandIn(repos, **options)
+    def start(repos: dict | None = None, **options) -> HubStandIn:
+        server = HubStandIn(repos or {}, **options)
         servers.append(server)
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -54,6 +54,30 @@ def hub_stand_in(monkeypatch: pytest.MonkeyPatch):
         )
         monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(hub, "HF_HUB_DISABLE_XET", True)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def drive_stand_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """drive_stand_in(token) -> a running `DriveStandIn` that weightprep's Drive code talks to
+    (WEIGHTPREP_DRIVE_ENDPOINT), with that access token and no other Google credentials around."""
+    from tests.driveserver import DriveStandIn
+
+    servers = []
+
+    def start(token: str) -> DriveStandIn:
+        server = DriveStandIn(token=token)
+        servers.append(server)
+        monkeypatch.setenv("WEIGHTPREP_DRIVE_ENDPOINT", server.url)
+        monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", token)
+        monkeypatch.setenv("NO_GCE_CHECK", "True")  # google.auth.default(): no metadata probe
+        monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         return server
 
     yield start

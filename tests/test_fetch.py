@@ -126,16 +126,8 @@ def test_hub_rerun_continues_in_the_staging_folder(hub_repo, tmp_path):
 
 
 @pytest.fixture
-def drive(monkeypatch, tmp_path):
-    server = DriveStandIn(token=TOKEN)
-    monkeypatch.setenv("WEIGHTPREP_DRIVE_ENDPOINT", server.url)
-    monkeypatch.setenv("GOOGLE_OAUTH_ACCESS_TOKEN", TOKEN)
-    monkeypatch.setenv("NO_GCE_CHECK", "True")  # google.auth.default(): no metadata server probe
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    yield server
-    server.close()
+def drive(drive_stand_in):
+    return drive_stand_in(TOKEN)
 
 
 def _seed(drive: DriveStandIn, files: dict[str, bytes], top: str = "models") -> dict[str, bytes]:

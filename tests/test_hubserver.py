@@ -19,32 +19,9 @@ REPO = "stand-in-user/tiny"
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch):
-    """hub(repos=None, **options) -> a started `HubStandIn(repos, **options)` that
-    huggingface_hub talks to, set up as tests/conftest.py's `hub_stand_in` does (plain HTTP
-    transfers, no Xet, online)."""
-    import huggingface_hub.constants as constants
-
-    servers = []
-
-    def start(repos: dict | None = None, **options) -> HubStandIn:
-        server = HubStandIn(repos or {}, **options)
-        servers.append(server)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(
-            constants,
-            "HUGGINGFACE_CO_URL_TEMPLATE",
-            server.url + "/{repo_id}/resolve/{revision}/{filename}",
-        )
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
+def hub(hub_stand_in):
+    """hub(repos=None, **options): tests/conftest.py's stand-in Hub."""
+    return hub_stand_in
 
 
 def _folder(root: Path) -> Path:
