@@ -136,19 +136,10 @@ def test_hub_ids_go_through_huggingface_hub(examples, converted, tmp_path, hub_s
     assert any(p.endswith("/checkpoint.pth") for p in server.fetched())
 
 
-def test_unknown_hub_repo_is_one_clear_error(examples, hub_stand_in):
-    hub_stand_in({})
-    with pytest.raises(InputError, match="nobody/not-a-repo"):
-        run_smoke(
-            Options(
-                model="instructblip-vicuna7b",
-                weights="nobody/not-a-repo",
-                llm=examples["instructblip-vicuna7b"]["llm"],
-            )
-        )
-
-
-def test_uncached_hub_id_offline_is_one_clear_error(examples):
+@pytest.mark.parametrize("online", [True, False], ids=["stand-in-hub", "offline"])
+def test_unknown_hub_repo_is_one_clear_error(examples, hub_stand_in, online):
+    if online:
+        hub_stand_in({})
     with pytest.raises(InputError, match="nobody/not-a-repo"):
         run_smoke(
             Options(

@@ -18,6 +18,32 @@ from weightprep.publish.dest import Dest, parse_dest
 SKIP_DOWNLOAD_ABOVE = 50 * 2**20
 
 
+def _compare(manifest: Manifest, remote: dict, digest) -> dict[str, Result]:
+    """Manifest entries against a remote listing: missing, size, then `digest(rel, entry, item)`
+    -> (algo, got, want) or a Result; remote files the manifest does not list are EXTRA."""
+    out: dict[str, Result] = {}
+    for rel, e in manifest.files.items():
+        r = remote.get(rel)
+        if r is None:
+            out[rel] = Result(rel, "MISSING")
+            continue
+        if e.size is not None and r.size != e.size:
+            out[rel] = Result(rel, "MISMATCH", f"size {r.size}, expected {e.size}")
+            continue
+        found = digest(rel, e, r)
+        if isinstance(found, Result):
+            out[rel] = found
+            continue
+        algo, got, want = found
+        ok = got == want
+        out[rel] = Result(
+            rel, "OK" if ok else "MISMATCH", "" if ok else f"{algo} {got}, expected {want}"
+        )
+    for rel in remote:
+        out.setdefault(rel, Result(rel, "EXTRA"))
+    return out
+
+
 def _hub_results(dest: Dest, manifest: Manifest, revision: str | None) -> dict[str, Result]:
     from huggingface_hub import HfApi, hf_hub_download
 
@@ -25,64 +51,30 @@ def _hub_results(dest: Dest, manifest: Manifest, revision: str | None) -> dict[s
 
     api = HfApi()
     remote = _retrying(f"{dest}: list files", lambda: listing(api, dest.target, revision))
-    out: dict[str, Result] = {}
-    for rel, e in manifest.files.items():
-        r = remote.get(rel)
-        if r is None:
-            out[rel] = Result(rel, "MISSING")
-        elif e.size is not None and r.size != e.size:
-            out[rel] = Result(rel, "MISMATCH", f"size {r.size}, expected {e.size}")
-        elif r.sha256 is not None and e.sha256:
-            ok = r.sha256 == e.sha256
-            out[rel] = Result(
-                rel,
-                "OK" if ok else "MISMATCH",
-                "" if ok else f"sha256 {r.sha256}, expected {e.sha256}",
-            )
-        elif r.size <= SKIP_DOWNLOAD_ABOVE:
-            algo = "sha256" if e.sha256 else "md5"
-            path = hf_hub_download(dest.target, rel, revision=revision)
-            got = hashlib.new(algo, Path(path).read_bytes()).hexdigest()
-            want = e.sha256 or e.md5
-            out[rel] = Result(
-                rel,
-                "OK" if got == want else "MISMATCH",
-                "" if got == want else f"{algo} {got}, expected {want}",
-            )
-        else:
-            out[rel] = Result(rel, "MISMATCH", "not an LFS file: no sha256 in the listing")
-    for rel in remote:
-        if rel not in out:
-            out[rel] = Result(rel, "EXTRA")
-    return out
+
+    def digest(rel, e, r):
+        if r.sha256 is not None and e.sha256:
+            return "sha256", r.sha256, e.sha256
+        if r.size > SKIP_DOWNLOAD_ABOVE:
+            return Result(rel, "MISMATCH", "not an LFS file: no sha256 in the listing")
+        algo = "sha256" if e.sha256 else "md5"  # small files: download (kilobytes) and hash
+        path = hf_hub_download(dest.target, rel, revision=revision)
+        return algo, hashlib.new(algo, Path(path).read_bytes()).hexdigest(), e.sha256 or e.md5
+
+    return _compare(manifest, remote, digest)
 
 
 def _drive_results(dest: Dest, manifest: Manifest, credentials: Path | None) -> dict[str, Result]:
     from weightprep.publish.drive import remote_listing
 
-    remote = remote_listing(dest, credentials)
-    out: dict[str, Result] = {}
-    for rel, e in manifest.files.items():
-        r = remote.get(rel)
-        if r is None:
-            out[rel] = Result(rel, "MISSING")
-        elif e.size is not None and r.size != e.size:
-            out[rel] = Result(rel, "MISMATCH", f"size {r.size}, expected {e.size}")
-        else:
-            algo = "sha256" if e.sha256 and r.sha256 else "md5"
-            got, want = (r.sha256, e.sha256) if algo == "sha256" else (r.md5, e.md5)
-            if not got or not want:
-                out[rel] = Result(rel, "MISMATCH", "no common checksum between manifest and Drive")
-            else:
-                out[rel] = Result(
-                    rel,
-                    "OK" if got == want else "MISMATCH",
-                    "" if got == want else f"{algo} {got}, expected {want}",
-                )
-    for rel in remote:
-        if rel not in out:
-            out[rel] = Result(rel, "EXTRA")
-    return out
+    def digest(rel, e, r):
+        algo = "sha256" if e.sha256 and r.sha256 else "md5"
+        got, want = (r.sha256, e.sha256) if algo == "sha256" else (r.md5, e.md5)
+        if not got or not want:
+            return Result(rel, "MISMATCH", "no common checksum between manifest and Drive")
+        return algo, got, want
+
+    return _compare(manifest, remote_listing(dest, credentials), digest)
 
 
 def verify_remote(
