@@ -76,27 +76,34 @@ def test_preflight_refuses_a_disk_that_is_visibly_too_small(meta_root, tmpfs):
     assert not any(fs.iterdir()) and _digest(meta_root / "7B") == before
 
 
-@pytest.mark.parametrize("command", ["convert-llama", "publish"])
-def test_disk_filling_up_midway(command, meta_root, converted, tmpfs):
-    """Another process fills the disk while we write: one line, exit 3, nothing left of ours."""
+@pytest.mark.parametrize("command", ["convert-llama", "apply-delta", "publish", "run"])
+def test_disk_filling_up_midway(writers, command, meta_root, converted, tmpfs):
+    """Another process fills the disk while we write: one line, exit 3, nothing left of ours
+    but whole, verified files, and the input untouched."""
     fs = tmpfs("2m")
     filler = fs / "someone-else.bin"
-    if command == "convert-llama":
-        args = ["convert-llama", meta_root, fs / "out", "--model-size", "7B"]
-        src, fault = meta_root / "7B", f"write:50000:fill={filler}"
-    else:
-        src = converted("7B", "float16")
-        args = ["publish", src, fs / "out"]
-        fault = f"publish-copy:1000:fill={filler}"
-    before = _digest(src)
-    res = _run(args, fault)
+    args, fault = writers[command]
+    src = converted("7B", "float16")
+    before = (_digest(meta_root), _digest(src))
+    res = _run(args(fs / "out"), f"{fault}:fill={filler}")
     assert res.returncode == 3, res.stderr
     assert "disk full" in _one_line_error(res)
-    leftovers = [p.name for p in fs.rglob("*") if p != filler and p.is_file()]
-    complete = set(_digest(src)) if command == "publish" else set()
-    assert all(name in complete for name in leftovers), leftovers  # only whole, verified files
     assert not [p for p in fs.rglob("*") if "partial" in p.name or "lock" in p.name]
-    assert _digest(src) == before
+    if command == "publish":  # files that got their final name are whole and right
+        want = _digest(src)
+        assert all(
+            want.get(str(p.relative_to(fs / "out"))) == h
+            for p, h in (
+                (q, hashlib.sha256(q.read_bytes()).hexdigest())
+                for q in (fs / "out").rglob("*")
+                if q.is_file()
+            )
+        )
+    elif command == "run":
+        assert not (fs / "out" / "convert").exists()
+    else:
+        assert not (fs / "out").exists()
+    assert (_digest(meta_root), _digest(src)) == before
 
 
 def test_read_only_output(meta_root, tmpfs):
@@ -159,33 +166,69 @@ def test_symlink_loop_in_a_hashed_folder(converted, tmp_path):
     assert "loop" not in (tmp_path / "m.yaml").read_text()
 
 
-def test_ctrl_c_stops_cleans_and_exits_130(meta_root, tmp_path):
+@pytest.fixture(scope="module")
+def writers(tmp_path_factory, meta_root, converted):
+    """command -> (args for an output path, fault label and point) for the long writers."""
+    import yaml
+
+    from weightprep.example import make_delta_example
+
+    root = tmp_path_factory.mktemp("writers")
+    base = converted("7B", "float16")
+    delta = make_delta_example(base, root / "delta")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "w",
+                "inputs": {"llama": str(meta_root)},
+                "stages": [
+                    {
+                        "id": "convert",
+                        "run": "convert-llama",
+                        "with": {"input": "${inputs.llama}", "model_size": "7B"},
+                    }
+                ],
+            }
+        )
+    )
+    return {
+        "convert-llama": (
+            lambda o: ["convert-llama", meta_root, o, "--model-size", "7B"],
+            "write:50000",
+        ),
+        "apply-delta": (lambda o: ["apply-delta", base, delta, o], "write:50000"),
+        "publish": (lambda o: ["publish", base, o], "publish-copy:1000"),
+        "run": (lambda o: ["run", recipe, "--workdir", o], "write:50000"),
+        "hash": (lambda o: ["hash", base, "-o", o], "hash:1000"),
+    }
+
+
+@pytest.mark.parametrize("command", ["convert-llama", "apply-delta", "publish", "run", "hash"])
+def test_ctrl_c_stops_cleans_and_exits_130(writers, command, tmp_path):
+    args, fault = writers[command]
     out = tmp_path / "out"
     t0 = time.monotonic()
-    res = _run(["convert-llama", meta_root, out, "--model-size", "7B"], "write:50000:int")
-    assert res.returncode == 130
+    res = _run(args(out), f"{fault}:int")
+    assert res.returncode == 130, res.stderr
     assert "interrupted" in _one_line_error(res) and "again" in res.stderr
     assert time.monotonic() - t0 < 60
-    assert not list(tmp_path.iterdir())  # no output, no .partial, no lock
+    left = [p for p in tmp_path.rglob("*") if any(m in p.name for m in ("partial", "lock"))]
+    assert not left, left
+    if command in ("convert-llama", "apply-delta", "hash"):
+        assert not list(tmp_path.iterdir())  # nothing under the output name either
 
 
-def test_two_writers_one_refuses_at_once(meta_root, tmp_path):
+@pytest.mark.parametrize("command", ["convert-llama", "apply-delta", "publish", "run"])
+def test_two_writers_one_refuses_at_once(writers, command, tmp_path):
+    args, fault = writers[command]
     out = tmp_path / "out"
-    env = {**os.environ, "WEIGHTPREP_FAULT": "write:50000:stop"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "weightprep",
-        "convert-llama",
-        str(meta_root),
-        str(out),
-        "--model-size",
-        "7B",
-        "-q",
-    ]
+    env = {**os.environ, "WEIGHTPREP_FAULT": f"{fault}:stop"}
+    cmd = [sys.executable, "-m", "weightprep", *map(str, args(out)), "-q"]
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):  # wait until it is frozen mid-write, holding the lock
+        for _ in range(1200):  # wait until it is frozen mid-write, holding the lock
             state = Path(f"/proc/{first.pid}/stat").read_text().split()[2]
             if state == "T":
                 break
@@ -193,7 +236,7 @@ def test_two_writers_one_refuses_at_once(meta_root, tmp_path):
         else:
             pytest.fail("the first writer never reached its stop point")
         t0 = time.monotonic()
-        second = _run(["convert-llama", meta_root, out, "--model-size", "7B", "--force"])
+        second = _run(args(out) + ([] if command in ("publish", "run") else ["--force"]))
         assert second.returncode == 2 and "another weightprep process" in _one_line_error(second)
         assert time.monotonic() - t0 < 30
         os.kill(first.pid, signal.SIGCONT)
@@ -201,9 +244,11 @@ def test_two_writers_one_refuses_at_once(meta_root, tmp_path):
     finally:
         if first.poll() is None:
             os.kill(first.pid, signal.SIGKILL)
+    if command == "run":
+        out = out / "convert"
     ok = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out)
     assert ok.returncode == 0
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not [p for p in tmp_path.rglob("*") if "lock" in p.name or "partial" in p.name]
 
 
 def test_debug_shows_the_traceback(tmp_path):
