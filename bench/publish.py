@@ -257,7 +257,7 @@ PHASES = textwrap.dedent(
     wrap(fo, "copy_verified", "copy_verified")
     wrap(fo, "hash_file", "hash_file")  # the read-back (and the up-to-date check of a re-run)
     wrap(fo, "_drop_cache", "dontneed")
-    wrap(fo, "_fsync_dir", "fsync_dir")
+    wrap(fo, "fsync_dir", "fsync_dir")
     wrap(fo.os, "replace", "rename")
     fsync = os.fsync
     def timed_fsync(fd):

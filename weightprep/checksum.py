@@ -22,6 +22,20 @@ from weightprep.progress import NullProgress, Progress
 CHUNK = 8 * 2**20
 
 
+def hashers(algos: tuple[str, ...], size: int) -> list:
+    """One hashlib object per name; "blob" is git's blob id (sha1 of "blob SIZE\0" + content),
+    what the Hub lists for files it does not keep in LFS."""
+    out = []
+    for a in algos:
+        if a == "blob":
+            h = hashlib.sha1()
+            h.update(f"blob {size}\0".encode())
+            out.append(h)
+        else:
+            out.append(hashlib.new(a))
+    return out
+
+
 def hash_file(
     path: Path,
     algos: tuple[str, ...] = ("sha256",),
@@ -33,7 +47,7 @@ def hash_file(
     `stop`, when set by another thread, ends the work early (the result is then meaningless).
     """
     progress = progress or NullProgress()
-    hs = [hashlib.new(a) for a in algos]
+    hs = hashers(algos, path.stat().st_size)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
@@ -70,7 +84,17 @@ def hash_tree(
     progress = progress or NullProgress()
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    rels = list_files(folder)
+    return hash_files(folder, list_files(folder), progress, algos)
+
+
+def hash_files(
+    folder: Path,
+    rels: list[str],
+    progress: Progress | None = None,
+    algos: tuple[str, ...] = ("sha256",),
+) -> dict[str, FileEntry]:
+    """Size and digest of `folder/rel` for each of `rels`, hashed in parallel."""
+    progress = progress or NullProgress()
     sizes = {r: (folder / r).stat().st_size for r in rels}
     progress.start(sum(sizes.values()), f"hash {folder.name}")
     with ThreadPoolExecutor(workers()) as pool:

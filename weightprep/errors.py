@@ -49,3 +49,12 @@ class VerificationError(WeightprepError):
     """What was written (or downloaded) does not match what it should be."""
 
     exit_code = 1
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's error message as one short line: its first line, control characters
+    escaped (a message may quote names from the file), cut at `limit` characters."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -24,7 +24,6 @@ staging folder are refused before anything is downloaded.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -34,10 +33,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from weightprep.checksum import CHUNK as READ_CHUNK
-from weightprep.checksum import list_files, resolve_inside, workers
-from weightprep.errors import DiskSpaceError, InputError, OutputExistsError, VerificationError
+from weightprep.checksum import hash_file, hashers, list_files, resolve_inside, workers
+from weightprep.errors import (
+    DiskSpaceError,
+    InputError,
+    OutputExistsError,
+    VerificationError,
+    one_line,
+)
 from weightprep.io import faults
-from weightprep.io.atomic import _fsync_dir, check_free_space, output_lock, partial_path
+from weightprep.io.atomic import check_free_space, output_lock, partial_path, replace_folder
 from weightprep.manifest import Manifest, ManifestError, check_relpath, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.dest import Dest, parse_dest
@@ -187,25 +192,10 @@ def _prepare_stage(stage: Path, source: str) -> None:
 
 
 def _finish(stage: Path, final: Path) -> None:
-    """Move the complete, verified staging folder to `final` (replacing what is there)."""
-    _fsync_dir(stage)
+    """Move the complete, verified staging folder to `final` (an empty folder there goes)."""
     if final.is_dir() and not final.is_symlink() and not any(final.iterdir()):
         final.rmdir()
-    if final.exists() or final.is_symlink():
-        old = final.with_name(final.name + ".old")
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        elif old.exists() or old.is_symlink():
-            old.unlink()
-        final.rename(old)
-        stage.rename(final)
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
-    else:
-        stage.rename(final)
-    _fsync_dir(final.parent)
+    replace_folder(stage, final)
 
 
 def _safe_rel(rel: str, where: str) -> str:
@@ -263,31 +253,6 @@ def _held(path: Path, size: int) -> int:
 # --- digests -----------------------------------------------------------------------------------
 
 
-def _new_hashes(algos: tuple[str, ...], size: int) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for a in algos:
-        if a == "blob":  # git's blob id: sha1 of "blob <size>\0" + content
-            h = hashlib.sha1()
-            h.update(f"blob {size}\0".encode())
-            out[a] = h
-        else:
-            out[a] = hashlib.new(a)
-    return out
-
-
-def _digest(path: Path, algos: tuple[str, ...], progress: Progress) -> dict[str, str]:
-    size = path.stat().st_size
-    hs = _new_hashes(algos, size)
-    buf = bytearray(READ_CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            for h in hs.values():
-                h.update(view[:n])
-            progress.advance(n)
-    return {a: h.hexdigest() for a, h in hs.items()}
-
-
 def _md5_only(manifest: Manifest | None, rel: str) -> bool:
     e = manifest.files.get(rel) if manifest is not None else None
     return bool(e is not None and not e.sha256 and e.md5)
@@ -307,7 +272,7 @@ def _check_manifest(stage: Path, manifest: Manifest, result: FetchResult) -> Non
         elif e.sha256 and f.sha256 != e.sha256:
             bad.append(f"{rel} (sha256 {f.sha256}, expected {e.sha256})")
         elif not e.sha256 and e.md5:
-            md5 = f.md5 or _digest(stage / rel, ("md5",), NullProgress())["md5"]
+            md5 = f.md5 or hash_file(stage / rel, ("md5",))["md5"]
             if md5 != e.md5:
                 bad.append(f"{rel} (md5 {md5}, expected {e.md5})")
     if bad:
@@ -339,7 +304,7 @@ def _hub_call(what: str, fn):
         except OfflineModeIsEnabled:
             raise InputError(f"{what}: HF_HUB_OFFLINE is set; unset it to download") from None
         except RevisionNotFoundError as exc:
-            raise InputError(f"{what}: no such revision ({_first_line(exc)})") from None
+            raise InputError(f"{what}: no such revision ({one_line(exc)})") from None
         except RepositoryNotFoundError:
             from huggingface_hub import get_token
 
@@ -359,11 +324,6 @@ def _hub_call(what: str, fn):
             raise
 
     return _retrying(what, guarded)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _fetch_hub(
@@ -418,7 +378,7 @@ def _fetch_hub(
         algos = ("sha256",) if r.sha256 else ("sha256", "blob")
         if _md5_only(manifest, rel):
             algos += ("md5",)
-        return rel, _digest(stage / rel, algos, progress)
+        return rel, hash_file(stage / rel, algos, progress)
 
     bad = []
     try:
@@ -529,7 +489,7 @@ def _drive_file(svc, where: str, rel: str, r, stage: Path, chunk: int, algos, pr
     part = final.with_name(final.name + PART)
     if final.is_file() and not part.exists():
         if final.stat().st_size == r.size:
-            d = _digest(final, algos, NullProgress())
+            d = hash_file(final, algos)
             if _drive_mismatch(r, d) is None:
                 return FetchedFile(rel, r.size, d["sha256"], "kept", 0, d.get("md5"))
         final.unlink()
@@ -567,7 +527,7 @@ def _download(svc, rel: str, r, part: Path, offset: int, chunk: int, algos, prog
     return (bytes downloaded, digests of the whole file)."""
     from weightprep.publish.drive import _call
 
-    hs = _new_hashes(algos, r.size)
+    hs = dict(zip(algos, hashers(algos, r.size), strict=True))
     if offset:
         with open(part, "rb") as f:
             while data := f.read(READ_CHUNK):

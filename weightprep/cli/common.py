@@ -80,6 +80,23 @@ class RichProgress:
         self._p.stop()
 
 
+def hub_bars(show: bool) -> None:
+    """huggingface_hub's own transfer bars (bytes and rate, on stderr), on or off."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (enable_progress_bars if show else disable_progress_bars)()
+
+
+def quiet_libraries(progress: bool) -> None:
+    """transformers' warnings off; its loading bars and huggingface_hub's download bars only
+    when `progress` (a terminal, not --quiet/--json)."""
+    from transformers.utils import logging
+
+    hub_bars(progress)
+    logging.set_verbosity_error()
+    (logging.enable_progress_bar if progress else logging.disable_progress_bar)()
+
+
 def make_progress(quiet: bool) -> Progress:
     if quiet or not sys.stderr.isatty():
         return NullProgress()

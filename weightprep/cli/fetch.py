@@ -9,13 +9,7 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, parse_size, run_core
-
-
-def _hub_bars(show: bool) -> None:
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-
-    (enable_progress_bars if show else disable_progress_bars)()
+from weightprep.cli.common import hub_bars, make_progress, parse_size, run_core
 
 
 def fetch_cmd(
@@ -71,7 +65,7 @@ def fetch_cmd(
 
     show = not (quiet or as_json) and sys.stderr.isatty()
     if source.startswith("hf://"):
-        _hub_bars(show)
+        hub_bars(show)
     result = run_core(
         lambda: fetch(
             source,

@@ -9,13 +9,7 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, parse_size, run_core
-
-
-def _hub_bars(show: bool) -> None:
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-
-    (enable_progress_bars if show else disable_progress_bars)()
+from weightprep.cli.common import hub_bars, make_progress, parse_size, run_core
 
 
 def publish_cmd(
@@ -74,7 +68,7 @@ def publish_cmd(
             f"{chunk_size}: must be a multiple of 256 KiB", param_hint="--chunk-size"
         )
     show = not (quiet or as_json) and sys.stderr.isatty()
-    _hub_bars(show)
+    hub_bars(show)
     opts = Options(public, revision, message, create_pr, dry_run, credentials, size)
     result = run_core(lambda: publish(model_dir, dest, opts, make_progress(not show)))
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, run_core
+from weightprep.cli.common import make_progress, quiet_libraries, run_core
 
 
 def _size(n: int | None) -> str:
@@ -84,11 +84,10 @@ def run_cmd(
 
       weightprep run instructblip-vicuna7b --set inputs.llama=~/LLaMA --set inputs.lavis=~/LAVIS --plan
     """
-    from weightprep.cli.smoke import _quiet_libraries
     from weightprep.recipe.engine import Runner
     from weightprep.recipe.schema import apply_sets, resolve
 
-    _quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
+    quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
 
     def prepare():
         r = apply_sets(resolve(recipe), list(set_ or []))
@@ -141,11 +140,10 @@ def recipes_show(name: Annotated[str, typer.Argument(help="A shipped recipe's na
     """Print a shipped recipe, to copy and edit."""
     from weightprep.recipe.schema import RecipeError, shipped
 
-    known = shipped()
-    if name not in known:
-        run_core(
-            lambda: (_ for _ in ()).throw(
-                RecipeError(f"{name}: not a shipped recipe ({', '.join(known)})")
-            )
-        )
-    typer.echo(known[name], nl=False)
+    def text() -> str:
+        known = shipped()
+        if name not in known:
+            raise RecipeError(f"{name}: not a shipped recipe ({', '.join(known)})")
+        return known[name]
+
+    typer.echo(run_core(text), nl=False)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import run_core
+from weightprep.cli.common import quiet_libraries, run_core
 
 MODELS = (
     "instructblip-vicuna7b",
@@ -19,26 +18,6 @@ MODELS = (
     "mblip-mt0-xl",
     "rinna-minigpt4",
 )
-LAVIS_INSTALL = (
-    "LAVIS is not importable: install it from source (its PyPI release has no InstructBLIP): "
-    "git clone https://github.com/salesforce/LAVIS && pip install -e LAVIS"
-)
-
-
-def _quiet_libraries(progress: bool) -> None:
-    """transformers' warnings off; its and huggingface_hub's download/loading bars (bytes and
-    rate, on stderr) only when `progress` (a terminal, not --quiet/--json)."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if not progress:
-        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    if not progress:
-        logging.disable_progress_bar()
-        from huggingface_hub.utils import disable_progress_bars
-
-        disable_progress_bars()
 
 
 def _gib(n: int) -> str:
@@ -120,7 +99,6 @@ def smoke_test_cmd(
 
       weightprep smoke-test --model instructblip-vicuna7b --llm vicuna-7b
     """
-    from weightprep.errors import InputError
 
     choices = {
         "--model": (model, MODELS),
@@ -132,13 +110,11 @@ def smoke_test_cmd(
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise typer.BadParameter(f"{value!r}: one of {', '.join(allowed)}", param_hint=flag)
-    _quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
+    quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
 
     if backend == "lavis":
-        from weightprep.smoke.lavis_backend import lavis_available, run_lavis
+        from weightprep.smoke.lavis_backend import run_lavis
 
-        if not lavis_available():
-            run_core(lambda: (_ for _ in ()).throw(InputError(LAVIS_INSTALL)))
         report = run_core(lambda: run_lavis(model, device, image, prompt))
     else:
         from weightprep.smoke.runner import Options, run_smoke
@@ -183,7 +159,7 @@ def make_example_vlm_cmd(
     """
     from weightprep.errors import OutputExistsError
 
-    _quiet_libraries(progress=False)
+    quiet_libraries(progress=False)
 
     def go() -> dict:
         from weightprep.smoke.example import build

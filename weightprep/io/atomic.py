@@ -42,12 +42,40 @@ def human_bytes(n: float) -> str:
     raise AssertionError
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable. Some network filesystems refuse fsync on folders:
+    that is not an error (the files themselves were fsynced)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
+
+
+def replace_folder(stage: Path, final: Path) -> None:
+    """Move a complete staging folder to `final`, replacing what is there only after the new
+    one is in place (`final.old` for the moment between the two renames)."""
+    fsync_dir(stage)
+    if final.exists() or final.is_symlink():
+        old = final.with_name(final.name + ".old")
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+        final.rename(old)
+        stage.rename(final)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        stage.rename(final)
+    fsync_dir(final.parent)
 
 
 @contextmanager
@@ -127,17 +155,7 @@ def output_lock(final: Path) -> Iterator[None]:
 def _staged(final: Path, stage: Path) -> Iterator[Path]:
     try:
         yield stage
-        _fsync_dir(stage)
-        if final.exists():
-            old = final.with_name(final.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            final.rename(old)
-            stage.rename(final)
-            shutil.rmtree(old)
-        else:
-            stage.rename(final)
-        _fsync_dir(final.parent)
+        replace_folder(stage, final)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if exc.errno == errno.ENOSPC:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from weightprep.errors import CheckpointError
+from weightprep.errors import CheckpointError, one_line  # noqa: F401 (re-exported)
 
 MAX_NAME = 1000
 
@@ -28,15 +28,6 @@ def check_tensor_name(name: object, path: Path) -> None:
         raise CheckpointError(
             f"{path}: tensor name {shown} is not printable text of at most {MAX_NAME} characters"
         )
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """A library's error message as one short line: its first line, control characters
-    escaped (a message may quote names from the file), cut at `limit` characters."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    first = "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
-    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def _refused_global(exc: Exception) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from weightprep.errors import InputError
-from weightprep.io.pth import check_tensor_name, load_state_dict, one_line
+from weightprep.errors import InputError, one_line
+from weightprep.io.pth import check_tensor_name, load_state_dict
 
 MAX_INDEX_BYTES = 64 * 2**20  # a 405B model's index is about 100 KB
 

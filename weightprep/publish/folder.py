@@ -20,7 +20,7 @@ from pathlib import Path
 from weightprep.checksum import hash_file
 from weightprep.errors import DiskSpaceError, InputError, VerificationError
 from weightprep.io import faults
-from weightprep.io.atomic import check_free_space, output_lock
+from weightprep.io.atomic import check_free_space, fsync_dir, output_lock
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.outcome import FileOutcome
 from weightprep.publish.source import PARTIAL_SUFFIX, LocalFile, Source
@@ -38,19 +38,6 @@ def _drop_cache(fd: int) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError:
             pass
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some network filesystems refuse fsync on directories
-    finally:
-        os.close(fd)
 
 
 def copy_verified(f: LocalFile, final: Path, progress: Progress) -> int:
@@ -94,7 +81,7 @@ def copy_verified(f: LocalFile, final: Path, progress: Progress) -> int:
                 "did not store the bytes intact"
             )
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC

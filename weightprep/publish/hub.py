@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightprep.errors import InputError, NetworkError, VerificationError
+from weightprep.checksum import hash_file
+from weightprep.errors import InputError, NetworkError, VerificationError, one_line
 from weightprep.publish.outcome import FileOutcome
 from weightprep.publish.source import LocalFile, Source
 
@@ -42,11 +43,7 @@ def git_blob_id_of(data: bytes) -> str:
 
 
 def git_blob_id(path: Path) -> str:
-    h = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        while chunk := f.read(2**20):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path, ("blob",))["blob"]
 
 
 def same(local: LocalFile, remote: Remote | None) -> bool:
@@ -83,15 +80,10 @@ def api_and_user():
         status = getattr(exc.response, "status_code", None)
         if status == 401:
             raise InputError(f"the Hub rejected the token from {token_source()} (401)") from None
-        raise NetworkError(f"cannot reach the Hub to check the token: {_short(exc)}") from None
+        raise NetworkError(f"cannot reach the Hub to check the token: {one_line(exc)}") from None
     except OSError as exc:
-        raise NetworkError(f"cannot reach the Hub: {_short(exc)}") from None
+        raise NetworkError(f"cannot reach the Hub: {one_line(exc)}") from None
     return api, user
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def listing(api, repo: str, revision: str | None) -> dict[str, Remote]:
@@ -120,16 +112,18 @@ def _retrying(what: str, fn):
             status = getattr(exc.response, "status_code", 0) or 0
             if status == 401 or (status < 500 and status != 429) or attempt == RETRIES:
                 if status in (401, 403):
-                    raise InputError(f"{what}: the Hub refused ({status}): {_short(exc)}") from None
+                    raise InputError(
+                        f"{what}: the Hub refused ({status}): {one_line(exc)}"
+                    ) from None
                 if attempt == RETRIES:
                     raise NetworkError(
-                        f"{what}: still failing after {RETRIES} retries: {_short(exc)}"
+                        f"{what}: still failing after {RETRIES} retries: {one_line(exc)}"
                     ) from None
-                raise InputError(f"{what}: {_short(exc)}") from None
+                raise InputError(f"{what}: {one_line(exc)}") from None
         except OSError as exc:
             if attempt == RETRIES:
                 raise NetworkError(
-                    f"{what}: still failing after {RETRIES} retries: {_short(exc)}"
+                    f"{what}: still failing after {RETRIES} retries: {one_line(exc)}"
                 ) from None
         time.sleep(min(30.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2))
     raise AssertionError

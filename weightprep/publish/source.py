@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from weightprep.checksum import hash_tree, list_files, verify_files
+from weightprep.checksum import hash_files, list_files, verify_files
 from weightprep.errors import InputError, VerificationError
 from weightprep.io.outputs import MANIFEST_NAME, SUMS_NAME
 from weightprep.manifest import FileEntry, read_manifest
@@ -78,18 +78,7 @@ def prepare(folder: Path, progress: Progress | None = None, *, verify: bool = Tr
                 )
         known = {r: e for r, e in m.files.items() if e.sha256}
     rest = [r for r in rels if r not in known]
-    hashed: dict[str, FileEntry] = {}
-    if rest:
-        everything = hash_tree(folder) if len(rest) == len(rels) else None
-        if everything is not None:
-            hashed = everything
-        else:
-            from weightprep.checksum import hash_file
-
-            hashed = {
-                r: FileEntry((folder / r).stat().st_size, hash_file(folder / r)["sha256"])
-                for r in rest
-            }
+    hashed = hash_files(folder, rest) if rest else {}
     files = []
     for r in rels:
         e = known.get(r) or hashed[r]

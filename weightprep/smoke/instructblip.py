@@ -11,7 +11,7 @@ projected Q-Former outputs.
 
 from __future__ import annotations
 
-from weightprep.errors import InputError
+from weightprep.errors import InputError, one_line
 from weightprep.smoke.pipeline import ProcessorPipeline, resize_vocab
 from weightprep.smoke.runtime import Placement, llm_load_kwargs, parameters_on_meta, still_on_meta
 from weightprep.smoke.sources import load_tensors
@@ -40,7 +40,9 @@ def load(
     try:
         cfg = InstructBlipConfig.from_pretrained(weights, revision=revision)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{weights}: cannot load an InstructBLIP config ({_first(exc)})") from None
+        raise InputError(
+            f"{weights}: cannot load an InstructBLIP config ({one_line(exc)})"
+        ) from None
     llm_cfg = AutoConfig.from_pretrained(llm)
     want = cfg.text_config.hidden_size
     if llm_cfg.hidden_size != want:
@@ -109,8 +111,3 @@ def lavis_tokenizer(tok, where: str):
     if not ids or ids[0] != tok.convert_tokens_to_ids("</s>"):
         raise InputError(f"{where}: its tokenizer does not start prompts with </s> when told to")
     return tok
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

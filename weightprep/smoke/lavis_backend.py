@@ -20,11 +20,15 @@ from weightprep.smoke.specs import SPECS
 MODEL_TYPES = {"instructblip-vicuna7b": "vicuna7b", "instructblip-vicuna13b": "vicuna13b"}
 
 
-def lavis_available() -> bool:
-    return importlib.util.find_spec("lavis") is not None
+LAVIS_INSTALL = (
+    "LAVIS is not importable: install it from source (its PyPI release has no InstructBLIP): "
+    "git clone https://github.com/salesforce/LAVIS && pip install -e LAVIS"
+)
 
 
 def run_lavis(model: str, device: str, image_path: Path | None, prompt: str | None) -> Report:
+    if importlib.util.find_spec("lavis") is None:
+        raise InputError(LAVIS_INSTALL)
     import torch
     from lavis.models import load_model_and_preprocess
 
