@@ -122,10 +122,26 @@ def test_changes_rerun_exactly_the_stages_that_depend_on_them(tmp_path, own_meta
         "vicuna": "skipped",
         "copy": "ran",
     }
-    # one byte of an input the converter reads but whose output does not change (13B/): only
-    # convert runs again; its output is bit-identical, so nothing after it runs
+    # a byte in a part of the download the converter does not read (13B/): nothing runs
     p = own_meta / "13B" / "params.json"
     p.write_text(p.read_text() + " ")
+    assert runner.invoke(app, ["run", recipe, "--workdir", wd, "-q"]).exit_code == 0
+    assert set(_statuses(Path(wd)).values()) == {"skipped", "off"}
+    # one byte of an input the converter reads but whose output does not change (a space in
+    # 7B/params.json, its checklist updated): only convert runs again; its output is
+    # bit-identical, so nothing after it runs
+    import hashlib
+
+    p = own_meta / "7B" / "params.json"
+    p.write_text(p.read_text() + " ")
+    chk = own_meta / "7B" / "checklist.chk"
+    lines = [
+        f"{hashlib.md5(p.read_bytes()).hexdigest()}  params.json"
+        if ln.endswith("params.json")
+        else ln
+        for ln in chk.read_text().splitlines()
+    ]
+    chk.write_text("\n".join(lines) + "\n")
     assert runner.invoke(app, ["run", recipe, "--workdir", wd, "-q"]).exit_code == 0
     assert _statuses(Path(wd)) == {
         "convert": "ran",

@@ -22,11 +22,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from weightprep.checksum import hash_file, list_files, verify_files
+from weightprep.checksum import hash_files, list_files
 from weightprep.errors import DiskSpaceError, InputError, WeightprepError
 from weightprep.io import faults
 from weightprep.io.atomic import human_bytes, output_lock, write_atomic
-from weightprep.manifest import FileEntry, Manifest
+from weightprep.manifest import parse_sums
 from weightprep.progress import NullProgress, Progress
 from weightprep.recipe import stages as kinds
 from weightprep.recipe.schema import MAKES_OUTPUT, REF, Recipe, RecipeError, Stage
@@ -104,54 +104,69 @@ class Workdir:
         write_atomic(self.state_file, json.dumps(self.state, indent=1, sort_keys=True).encode())
 
     # --- digests -----------------------------------------------------------------------------
-    def file_sha256(self, p: Path) -> str:
+    @staticmethod
+    def _stamp(p: Path) -> list[int]:
         st = p.stat()
-        key = str(p.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-        hit = self.state["file_cache"].get(key)
-        if hit and hit[:3] == stamp:
-            return hit[3]
-        digest = hash_file(p)["sha256"]
-        self.state["file_cache"][key] = [*stamp, digest]
-        return digest
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
 
-    def path_digest(self, p: Path) -> str:
-        """Content digest of a file or folder (relative names, sizes and sha256s)."""
-        if p.is_file():
-            return self.file_sha256(p)
-        if not p.is_dir():
-            return "missing"
+    def cached(self, p: Path) -> str | None:
+        """The recorded sha256 of `p` if it has not changed size, mtime or inode since."""
+        hit = self.state["file_cache"].get(str(p.resolve()))
+        return hit[3] if hit and hit[:3] == self._stamp(p) else None
+
+    def remember(self, p: Path, digest: str) -> None:
+        self.state["file_cache"][str(p.resolve())] = [*self._stamp(p), digest]
+
+    def sha256s(self, folder: Path, rels: list[str]) -> dict[str, str]:
+        """sha256 of each `folder/rel`, from the cache where the file did not change, hashing
+        the rest in parallel."""
+        out = {r: self.cached(folder / r) for r in rels}
+        misses = [r for r, d in out.items() if d is None]
+        for r, e in hash_files(folder, misses).items():
+            out[r] = e.sha256
+            self.remember(folder / r, e.sha256)
+        return out  # type: ignore[return-value]
+
+    def files_digest(self, folder: Path, rels: list[str]) -> str:
+        """Content digest of some files of a folder (relative names and sha256s)."""
+        present = [r for r in rels if (folder / r).is_file()]
+        got = self.sha256s(folder, present)
         h = hashlib.sha256()
-        for rel in list_files(p):
-            h.update(f"{rel}\0{self.file_sha256(p / rel)}\n".encode())
+        for rel in sorted(rels):
+            h.update(f"{rel}\0{got.get(rel, 'missing')}\n".encode())
         return h.hexdigest()
 
+    def path_digest(self, p: Path) -> str:
+        """Content digest of a file or a whole folder."""
+        if p.is_file():
+            return self.sha256s(p.parent, [p.name])[p.name]
+        if not p.is_dir():
+            return "missing"
+        return self.files_digest(p, list_files(p))
 
-def output_manifest(out: Path) -> dict[str, str]:
-    """{file: sha256} of a finished stage output: read from the SHA256SUMS our commands write
-    (just computed while writing) plus a hash of anything it does not list."""
-    files = {}
-    sums = out / "SHA256SUMS"
-    if sums.is_file():
-        for line in sums.read_text().splitlines():
-            digest, _, rel = line.partition("  ")
-            if rel:
-                files[rel] = digest
-    for rel in list_files(out):
-        if rel not in files:
-            files[rel] = hash_file(out / rel)["sha256"]
-    return files
+    def output_manifest(self, out: Path) -> dict[str, str]:
+        """{file: sha256} of a stage output just finished: from the SHA256SUMS our commands
+        write while writing (remembered, so a re-run only stats them), plus anything else."""
+        listed: dict[str, str] = {}
+        sums = out / "SHA256SUMS"
+        if sums.is_file():
+            m = parse_sums(sums.read_text(), str(sums), out.name)
+            listed = {r: e.sha256 for r, e in m.files.items() if (out / r).is_file()}
+            for r, d in listed.items():
+                self.remember(out / r, d)
+        rest = [r for r in list_files(out) if r not in listed]
+        return {**listed, **self.sha256s(out, rest)}
+
+    def still_valid(self, out: Path, files: dict[str, str]) -> bool:
+        """The output holds exactly the recorded files with the recorded sha256s (files that did
+        not change size, mtime or inode since they were recorded are not read again)."""
+        if not out.is_dir() or set(list_files(out)) != set(files):
+            return False
+        return self.sha256s(out, list(files)) == files
 
 
 def manifest_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-
-
-def still_valid(out: Path, files: dict[str, str]) -> bool:
-    if not out.is_dir() or set(list_files(out)) != set(files):
-        return False
-    m = Manifest("recorded", {r: FileEntry(None, d) for r, d in files.items()})
-    return verify_files(out, m).ok
 
 
 @dataclass
@@ -264,7 +279,12 @@ class Runner:
                 # fetched by its own stage: that stage's output digest (it may be pruned)
                 digests[ref] = upstream_digest.get(f"input-{ref[7:]}", "unknown")
             elif ref.startswith("inputs."):
-                digests[ref] = self.wd.path_digest(Path(path))
+                only = kinds.read_files(stage.run, self.options(stage), Path(path))
+                digests[ref] = (
+                    self.wd.files_digest(Path(path), only)
+                    if only is not None
+                    else self.wd.path_digest(Path(path))
+                )
             else:
                 digests[ref] = upstream_digest.get(ref, "unknown")
         body = {"run": stage.run, "with": self.options(stage), "reads": digests, "v": 1}
@@ -348,7 +368,7 @@ class Runner:
                     action, reason = "pruned", "removed after use (keep_intermediate=false)"
                 elif out is None:
                     action, reason = "skip", "done with the same options and inputs"
-                elif still_valid(out, rec.get("outputs", {})):
+                elif self.wd.still_valid(out, rec.get("outputs", {})):
                     action, reason = "skip", "done, and its output still verifies"
                 else:
                     reason = "its output changed or is missing"
@@ -448,23 +468,8 @@ class Runner:
         for p in plan:
             s = self._stage(p.id)
             if p.action in ("skip", "pruned", "off"):
-                rec = recorded.get(s.id, {})
                 status = {"skip": "skipped", "pruned": "pruned", "off": "off"}[p.action]
-                records.append(
-                    StageRecord(
-                        s.id,
-                        s.run,
-                        p.command,
-                        status,
-                        output=p.writes,
-                        outputs=rec.get("outputs", {}),
-                        inputs=rec.get("inputs", {}),
-                        result=rec.get("result", {}),
-                        output_bytes=rec.get("output_bytes", 0),
-                        seconds=rec.get("seconds", 0.0),
-                        peak_rss=rec.get("peak_rss", 0),
-                    )
-                )
+                records.append(_from_state(s, p, status, recorded.get(s.id, {})))
                 continue
             out = self.out_dir(s)
             key, inputs = self.key(s, digest)
@@ -475,23 +480,9 @@ class Runner:
                 and old
                 and old.get("key") == key
                 and not old.get("pruned")
-                and (out is None or still_valid(out, old.get("outputs", {})))
+                and (out is None or self.wd.still_valid(out, old.get("outputs", {})))
             ):  # what it reads came out the same as last time
-                records.append(
-                    StageRecord(
-                        s.id,
-                        s.run,
-                        p.command,
-                        "skipped",
-                        old.get("seconds", 0.0),
-                        p.writes,
-                        old.get("output_bytes", 0),
-                        old.get("outputs", {}),
-                        old.get("inputs", {}),
-                        old.get("peak_rss", 0),
-                        old.get("result", {}),
-                    )
-                )
+                records.append(_from_state(s, p, "skipped", old))
                 continue
             t0 = time.perf_counter()
             try:
@@ -513,7 +504,7 @@ class Runner:
                 )
                 self.write_record(records, plan, failed=s.id)
                 raise
-            files = output_manifest(out) if out is not None else {}
+            files = self.wd.output_manifest(out) if out is not None else {}
             d = manifest_digest(files) if out is not None else key
             digest[s.id] = d
             rec = StageRecord(
@@ -589,6 +580,23 @@ class Runner:
         }
         write_atomic(self.workdir / "run.json", json.dumps(doc, indent=1, default=str).encode())
         write_atomic(self.workdir / "RUN.md", render_md(doc).encode())
+
+
+def _from_state(stage: Stage, p: Planned, status: str, rec: dict) -> StageRecord:
+    """The record of a stage not run now, from what state.json kept of the run that made it."""
+    return StageRecord(
+        stage.id,
+        stage.run,
+        p.command,
+        status,
+        rec.get("seconds", 0.0),
+        p.writes,
+        rec.get("output_bytes", 0),
+        rec.get("outputs", {}),
+        rec.get("inputs", {}),
+        rec.get("peak_rss", 0),
+        rec.get("result", {}),
+    )
 
 
 def render_md(doc: dict) -> str:

@@ -53,6 +53,39 @@ def convert_input_bytes(root: Path, model_size: str | None) -> int | None:
     return total or weights_bytes(folder)
 
 
+def read_files(kind: str, opts: dict, path: Path) -> list[str] | None:
+    """The files under input `path` a stage actually reads (names relative to it), so that a
+    key digests those and not, say, every size of a 235 GB LLaMA download; None: all of it."""
+    from weightprep.errors import WeightprepError
+
+    try:
+        if kind == "convert-llama" and Path(str(opts.get("input"))) == path:
+            from weightprep.llama.layout import locate
+
+            c = locate(path, opts.get("model_size"))
+            files = [c.params, *c.shards, c.tokenizer]
+            files += [
+                p.parent / n
+                for p in (c.params, c.tokenizer)
+                for n in ("checklist.chk", "tokenizer_checklist.chk")
+            ]
+            root = path.resolve()
+            return sorted(
+                {
+                    str(f.resolve().relative_to(root))
+                    for f in files
+                    if f.is_file() and root in f.resolve().parents
+                }
+            )
+        if kind == "verify" and Path(str(opts.get("folder"))) == path:
+            from weightprep.manifest import resolve_manifest
+
+            return sorted(resolve_manifest(str(opts["manifest"]))[0].files)
+    except (WeightprepError, ValueError):
+        return None
+    return None
+
+
 def estimate(kind: str, opts: dict, sizes: dict[str, int | None]) -> Estimate:
     """`sizes` gives the bytes of each path option (known now, or predicted from upstream)."""
     src = next(
