@@ -202,7 +202,7 @@ def test_verify_with_and_without_manifest(trio, tmp_path: Path) -> None:
     base, _, delta = trio
     res = invoke("apply-delta", base, delta, tmp_path / "a", "--verify", "--json")
     assert res.exit_code == 0
-    assert "nothing: no --manifest given" in json.loads(res.stdout)["verified"]
+    assert "nothing compared: no --manifest given" in json.loads(res.stdout)["verified"]
     m = tmp_path / "a" / "manifest.yaml"
     res = invoke("apply-delta", base, delta, tmp_path / "b", "--verify", "--manifest", m)
     assert res.exit_code == 0 and "tensor digests" in res.output, res.output

@@ -53,7 +53,17 @@ def test_example_end_to_end_then_everything_skipped(tmp_path):
     smoke = next(s for s in doc["stages"] if s["id"] == "smoke")
     assert smoke["result"]["smoke_test"]["ok"] is True
     assert {"weightprep", "torch", "transformers"} <= set(doc["versions"])
-    assert "smoke test: PASS" in (wd / "RUN.md").read_text()
+    md = (wd / "RUN.md").read_text()
+    assert "smoke test: PASS" in md
+    # every stage says what it compared, and the language check's figures are in the record
+    assert all(s["result"].get("compared") for s in doc["stages"] if s["status"] == "ran")
+    assert "compared: nothing compared: made here by weightprep" in md
+    assert "compared: 21 tensor digests and 0 file digests of tiny-delta-expected" in md
+    assert md.count("language check: PASS: base: perplexity") == 1
+    assert "language check: PASS: output: perplexity" in md
+    assert "language check: PASS: perplexity" in md  # the smoke test's, on the loaded model
+    assert [c["ok"] for c in vicuna["result"]["language_check"]] == [True, True]
+    assert smoke["result"]["smoke_test"]["language"]["perplexity"] < 50
     res = runner.invoke(app, ["run", "example", "--workdir", str(wd)])
     assert res.exit_code == 0
     assert "0 stage(s) ran" in res.stdout and "0 to run" in res.stdout
@@ -221,6 +231,14 @@ def test_shipped_recipes_validate():
     assert "example" in runner.invoke(app, ["recipes"]).stdout
 
 
+def test_shipped_recipes_smoke_test_before_publishing():
+    """A model that fails the smoke test (and its language check) is never uploaded."""
+    for name in shipped():
+        ids = [s.run for s in resolve(name).stages]
+        if "publish" in ids and "smoke-test" in ids:
+            assert ids.index("smoke-test") < ids.index("publish"), name
+
+
 @pytest.mark.parametrize(
     "edit,message",
     [
@@ -312,6 +330,15 @@ def test_instructblip_recipe_on_stand_ins(tmp_path, meta_root, converted, hub_st
         (wd / "vicuna").absolute()
     )
     assert by_id["smoke"]["result"]["smoke_test"]["ok"]
+    md = (wd / "RUN.md").read_text()
+    # no Vicuna tensor manifest exists: the record must not suggest that digests were compared
+    assert "compared: digests: nothing compared: no --manifest given" in md
+    assert "language check: PASS: output: perplexity" in md
+    assert "input: " in by_id["convert"]["result"]["compared"]
+    assert (
+        "with their sha256/md5 in the manifest tiny-llama"
+        in by_id["check-llama"]["result"]["compared"]
+    )
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and set(_statuses(wd).values()) == {"skipped", "off"}, _statuses(wd)
 

@@ -31,7 +31,14 @@ def examples(converted, tmp_path_factory):
     return {m: build(m, root / m, llm) for m in MODELS}
 
 
+# The tiny stand-ins' language models are random except InstructBLIP's (the trained example
+# LLaMA): the language check rightly fails them before captioning, so the caption checks are
+# tested on them with it off, and it is shown failing them in test_language_check_*.
+TRAINED = {"instructblip-vicuna7b"}
+
+
 def _run(examples, model, **kw) -> object:
+    kw.setdefault("language_check", model in TRAINED)
     return run_smoke(Options(model=model, max_new_tokens=8, example=True, **examples[model], **kw))
 
 
@@ -41,7 +48,8 @@ def test_whole_path_passes(examples, model):
     assert report.ok, [c for c in report.failures]
     assert [r.prompt for r in report.results] == [r.prompt for r in SPECS[model].runs]
     assert all(r.answer and r.tokens > 0 for r in report.results)
-    assert [c.name for c in report.checks] == ["image matters"]
+    names = ["language check", "image matters"] if model in TRAINED else ["image matters"]
+    assert [c.name for c in report.checks] == names
     assert report.device == "cpu" and report.peak_memory[1] > 0
 
 
@@ -70,7 +78,12 @@ def test_nan_weights_fail(examples, converted, tmp_path):
     llm = _llm_copy(converted("7B", "float16"), tmp_path / "nan", poison)
     args = {**examples["instructblip-vicuna7b"], "llm": str(llm)}
     report = run_smoke(Options(model="instructblip-vicuna7b", max_new_tokens=8, **args))
-    assert not report.ok
+    assert [c.name for c in report.failures] == ["language check"]
+    assert "perplexity nan" in report.failures[0].detail
+    assert report.results == []  # captioning skipped
+    opts = Options(model="instructblip-vicuna7b", max_new_tokens=8, language_check=False, **args)
+    report = run_smoke(opts)
+    assert not report.ok and report.results
     assert all(r.checks[0].name == "finite logits" and not r.checks[0].ok for r in report.results)
     assert all(r.tokens == 0 for r in report.results)  # no generation from NaN
 
@@ -86,7 +99,9 @@ def test_degenerate_model_fails(examples, tmp_path):
         t["gpt_neox.final_layer_norm.bias"].copy_(100 * head[7])
 
     args["llm"] = str(_llm_copy(Path(args["llm"]), tmp_path / "stuck", stuck))
-    report = run_smoke(Options(model="rinna-minigpt4", max_new_tokens=12, **args))
+    report = run_smoke(
+        Options(model="rinna-minigpt4", max_new_tokens=12, language_check=False, **args)
+    )
     failed = [c for c in report.failures if c.name == "not repetitive"]
     assert len(failed) == len(report.results)
     assert "repeated 12 times" in failed[0].detail
@@ -127,7 +142,7 @@ def test_hub_ids_go_through_huggingface_hub(examples, converted, tmp_path, hub_s
     got = {p.rsplit("/", 1)[-1] for p in server.fetched()}
     assert got & set(weight_map.values()) and not got & lm_only
 
-    report = run_smoke(Options(model="rinna-minigpt4", max_new_tokens=4))
+    report = run_smoke(Options(model="rinna-minigpt4", max_new_tokens=4, language_check=False))
     assert (report.weights, report.llm) == (
         "rinna/bilingual-gpt-neox-4b-minigpt4",
         "rinna/bilingual-gpt-neox-4b",
@@ -264,6 +279,12 @@ def test_cli_json_and_exit_codes(examples, converted, tmp_path):
     runner = CliRunner()
     args = examples["rinna-minigpt4"]
     flags = [f"--{k}={v}" for k, v in args.items()]
+    # the tiny rinna's GPT-NeoX is random: the language check fails it, before any caption
+    res = runner.invoke(app, ["smoke-test", "--model", "rinna-minigpt4", *flags])
+    assert res.exit_code == 1
+    assert "FAIL language check: perplexity" in res.stdout and "captioning skipped" in res.stdout
+    assert "羅生門" in res.stdout  # rinna's passage is Japanese
+    flags += ["--max-perplexity", "1e12"]  # lifted, so that the caption checks are shown
     res = runner.invoke(
         app, ["smoke-test", "--model", "rinna-minigpt4", *flags, "--max-new-tokens", "4", "--json"]
     )
@@ -297,3 +318,26 @@ def test_cli_lavis_backend_says_how_to_install():
     res = CliRunner().invoke(app, ["smoke-test", "--backend", "lavis"])
     assert res.exit_code == 2
     assert "pip install -e LAVIS" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("model", ["vip-llava-7b", "mblip-mt0-xl", "rinna-minigpt4"])
+def test_language_check_fails_random_language_models(examples, model):
+    """Every family's tiny stand-in has a random LM: the check fails it and no caption is made."""
+    report = _run(examples, model, language_check=True)
+    assert [c.name for c in report.failures] == ["language check"]
+    assert report.results == [] and report.language["perplexity"] > report.language["bound"]
+
+
+def test_language_check_fails_an_untrained_vicuna(examples, converted, tmp_path):
+    """The example Vicuna's weights re-drawn at random (same shapes, same tokenizer): refused."""
+    g = torch.Generator().manual_seed(3)
+
+    def scramble(t):
+        for k, v in t.items():
+            t[k] = (torch.randn(v.shape, generator=g) * v.float().std()).to(v.dtype)
+
+    llm = _llm_copy(converted("7B", "float16"), tmp_path / "random", scramble)
+    args = {**examples["instructblip-vicuna7b"], "llm": str(llm)}
+    report = run_smoke(Options(model="instructblip-vicuna7b", max_new_tokens=8, **args))
+    assert [c.name for c in report.failures] == ["language check"]
+    assert "Gettysburg" in report.failures[0].detail and report.results == []

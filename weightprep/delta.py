@@ -40,6 +40,15 @@ class DeltaReport:
     files: dict[str, str]
     verified: str  # what the output was compared with, in words
     seconds: float
+    language: tuple = ()  # LanguageCheck of the base and of the output, when run
+
+
+@dataclass(frozen=True)
+class LanguageOptions:
+    """The language check (weightprep.language) for `apply-delta --verify`."""
+
+    reference: Path | None = None
+    max_perplexity: float | None = None
 
 
 def weight_names(r: CheckpointReader) -> set[str]:
@@ -153,14 +162,28 @@ def combine(
     verify_base: str | None = None,
     max_shard_bytes: int = 5 * 10**9,
     progress: Progress | None = None,
+    language: LanguageOptions | None = None,
+    allow_base_mismatch: bool = False,
 ) -> DeltaReport:
     """out[name] = op(base[name], other[name]) in float16 for every tensor, streamed."""
     progress = progress or NullProgress()
     t0 = time.monotonic()
     refuse_inside(output, base_dir, other_dir)
     want = resolve_manifest(manifest)[0] if manifest else None
+    if other_role == "delta":
+        _guard_base(base_dir, other_dir, allow_base_mismatch)
     if verify_base:
         _verify_base(base_dir, verify_base)
+    base_check = None
+    if language is not None:  # the base first: a wrong one is known before anything is written
+        from weightprep.language import check_folder
+
+        base_check = check_folder(
+            base_dir,
+            reference=language.reference,
+            max_perplexity=language.max_perplexity,
+            who="base: ",
+        )
     with CheckpointReader(base_dir) as base, CheckpointReader(other_dir) as other:
         names = preflight(base, other, other_role)
         specs = [TensorSpec(n, torch.float16, base.info[n].shape) for n in names]
@@ -192,9 +215,15 @@ def combine(
                 write_files(stage, files, extra)
                 check_written(stage, plan)
                 entries = file_entries(stage, files)
-                verified = "nothing (no --verify)"
+                checks: tuple = ()
+                if base_check is not None:
+                    checks = (base_check, _language_of_output(stage, language, base_check))
+                verified = "nothing compared (no --verify)"
                 if verify and want is None:
-                    verified = f"nothing: no --manifest given; wrote {MANIFEST_NAME} to compare against later"
+                    verified = (
+                        "digests: nothing compared: no --manifest given (wrote "
+                        f"{MANIFEST_NAME} to compare against later)"
+                    )
                 elif want is not None:
                     verified, bad = _compare(digests or {}, entries, want)
                     if bad:
@@ -202,6 +231,8 @@ def combine(
                             f"{output}: output does not match {want.name} ({len(bad)} problem(s): "
                             f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); nothing was kept"
                         )
+                if checks:
+                    verified += "; language check: " + ", ".join(c.detail for c in checks)
                 seal(
                     stage,
                     files,
@@ -211,7 +242,51 @@ def combine(
                 )
         finally:
             progress.finish()
-    return DeltaReport(output.absolute(), len(names), total, files, verified, time.monotonic() - t0)
+    return DeltaReport(
+        output.absolute(), len(names), total, files, verified, time.monotonic() - t0, checks
+    )
+
+
+def _language_of_output(stage: Path, language: LanguageOptions, base_check):
+    """The output's language check; raises (so the staged output is removed) when it or the
+    base's failed, naming both figures."""
+    from weightprep.language import check_folder
+
+    out = check_folder(
+        stage, reference=language.reference, max_perplexity=language.max_perplexity, who="output: "
+    )
+    if not (out.ok and base_check.ok):
+        hint = (
+            "the output fails but the base passes: the delta does not belong to this base "
+            "(another base model or version?)"
+            if base_check.ok
+            else "the base itself fails: it is not a working language model (random, "
+            "corrupt, a delta, or not the model the delta was made from)"
+        )
+        raise VerificationError(
+            f"language check failed: {out.detail}; {base_check.detail}; {hint}; nothing was kept"
+        )
+    return out
+
+
+def _guard_base(base_dir: Path, delta_dir: Path, allow_mismatch: bool) -> None:
+    """Refuse a delta given as the base, and a LLaMA-2 base under a LLaMA-1 delta (or the
+    reverse): same shapes, so only the configs tell, and the merge would be garbage."""
+    from weightprep.inspect import base_delta_mismatch, delta_evidence
+
+    ev = delta_evidence(base_dir)
+    if ev is not None and ev[0]:
+        raise InputError(
+            f"{base_dir}: this BASE is a delta, not a model ({ev[1]}); give the original "
+            "model (e.g. LLaMA-7B converted by convert-llama) as BASE and the delta second"
+        )
+    if not allow_mismatch:
+        why = base_delta_mismatch(base_dir, delta_dir)
+        if why:
+            raise InputError(
+                f"{base_dir}: not the base {delta_dir.name} was made from ({why}); pass "
+                "--allow-base-mismatch if you are sure"
+            )
 
 
 def _verify_base(base_dir: Path, spec: str) -> None:

@@ -29,6 +29,10 @@ class ExampleModel:
     shards: int
     params: dict
     rope_freqs: bool = True  # LLaMA-1 checkpoints carry `rope.freqs`; LLaMA-2's do not
+    # Trained on the reference passage so that the language check passes for a real reason
+    # (the other sizes exist for the converter's shape tests and stay random, which that check
+    # rightly fails).
+    trained: bool = False
 
 
 BASE_PARAMS = {
@@ -42,7 +46,7 @@ BASE_PARAMS = {
 
 # Folder names follow Meta's download; the shard counts are those of the real sizes.
 EXAMPLES: tuple[ExampleModel, ...] = (
-    ExampleModel("7B", 1, BASE_PARAMS),
+    ExampleModel("7B", 1, BASE_PARAMS, trained=True),
     ExampleModel("13B", 2, BASE_PARAMS),
     ExampleModel("30B", 4, BASE_PARAMS),
     ExampleModel("65B", 8, {**BASE_PARAMS, "norm_eps": 1e-05}),
@@ -64,6 +68,10 @@ EXAMPLES: tuple[ExampleModel, ...] = (
 )
 
 VOCAB_SIZE = 512
+# Adam on the English reference passage: 30 steps take about 2 s on 2 cores and bring the
+# passage's perplexity from about 900 (random) to below 2.
+TRAIN_STEPS = 30
+TRAIN_LR = 1e-2
 
 _WORDS = (
     "the a of and to in is was for on that with as by at from it an be this are or his which "
@@ -184,6 +192,87 @@ def _share_storage(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {n: out[n] for n in tensors}
 
 
+def hf_named(full: dict[str, torch.Tensor], params: LlamaParams) -> dict[str, torch.Tensor]:
+    """Meta-named weights -> Hugging Face names and rotary layout (what convert-llama writes)."""
+    from weightprep.llama.names import permute_rotary, rules_for
+
+    out = {}
+    for r in rules_for(params.n_layers):
+        t = full[r.meta]
+        if r.rotary:
+            t = permute_rotary(t, params.n_heads if r.rotary == "q" else params.n_kv_heads)
+        out[r.hf] = t
+    return out
+
+
+def meta_named(hf: dict[str, torch.Tensor], params: LlamaParams) -> dict[str, torch.Tensor]:
+    """Inverse of `hf_named`."""
+    from weightprep.llama.names import rules_for, unpermute_rotary
+
+    out = {}
+    for r in rules_for(params.n_layers):
+        t = hf[r.hf]
+        if r.rotary:
+            t = unpermute_rotary(t, params.n_heads if r.rotary == "q" else params.n_kv_heads)
+        out[r.meta] = t
+    return out
+
+
+def shape_of(params: LlamaParams, vocab: int, llama_version: int = 1):
+    from weightprep.llama.forward import LlamaShape
+    from weightprep.llama.params import hf_config
+
+    return LlamaShape.from_config(hf_config(params, vocab, llama_version, "float32"))
+
+
+def train(
+    hf: dict[str, torch.Tensor],
+    shape,
+    ids: torch.Tensor,
+    steps: int = TRAIN_STEPS,
+    lr: float = TRAIN_LR,
+) -> dict[str, torch.Tensor]:
+    """Next-token training of HF-named weights on `ids` (tokens,), full batch, seeded Adam;
+    returns float32 copies. Used for the example and for the tests' base, fine-tune and
+    wrong-base models."""
+    from weightprep.llama.forward import logits
+
+    torch.manual_seed(0)
+    w = {n: t.detach().float().clone().requires_grad_(True) for n, t in hf.items()}
+    opt = torch.optim.Adam(w.values(), lr=lr)
+    for _ in range(steps):
+        out = logits(ids[None], w.__getitem__, shape)[0]
+        loss = torch.nn.functional.cross_entropy(out[:-1], ids[1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {n: t.detach() for n, t in w.items()}
+
+
+def reference_ids(tokenizer: bytes, text: str | None = None) -> torch.Tensor:
+    """The English reference passage as the example's tokenizer gives it, BOS first."""
+    import sentencepiece as spm
+
+    from weightprep.reference_texts import TEXTS
+
+    sp = spm.SentencePieceProcessor(model_proto=tokenizer)
+    return torch.tensor([sp.bos_id(), *sp.encode(text or TEXTS["en"].text)])
+
+
+def trained_meta_tensors(
+    params: LlamaParams, tokenizer: bytes, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """`meta_tensors`, then trained on the reference passage (HF layout), back in Meta's."""
+    import sentencepiece as spm
+
+    vocab = spm.SentencePieceProcessor(model_proto=tokenizer).get_piece_size()
+    full = meta_tensors(params, vocab, gen)
+    hf = train(hf_named(full, params), shape_of(params, vocab), reference_ids(tokenizer))
+    out = {n: t.half() for n, t in meta_named(hf, params).items()}
+    out["rope.freqs"] = full["rope.freqs"]
+    return out
+
+
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -207,7 +296,10 @@ def make_example(root: Path, seed: int = 0, models: tuple[ExampleModel, ...] = E
         folder.mkdir(exist_ok=True)
         params = parse_params(m.params)
         gen = torch.Generator().manual_seed(seed * 1000 + k)
-        full = meta_tensors(params, vocab, gen)
+        if m.trained:
+            full = trained_meta_tensors(params, tok, gen)
+        else:
+            full = meta_tensors(params, vocab, gen)
         if not m.rope_freqs:
             del full["rope.freqs"]
         names = []
@@ -222,10 +314,23 @@ def make_example(root: Path, seed: int = 0, models: tuple[ExampleModel, ...] = E
     return root
 
 
-def make_delta_example(base: Path, out: Path, seed: int = 0, scale: float = 0.01) -> Path:
-    """An lmsys-style delta for a converted example: fp16 `pytorch_model-0000N-of-00002.bin`
-    shards + index + config + tokenizer, and `expected.yaml`, the tensor digests that
-    `apply-delta` must reproduce (base + delta in float16, computed here in memory).
+FINE_TUNE_STEPS = 10
+FINE_TUNE_LR = 3e-3
+
+
+def fine_tune_text() -> str:
+    """What the example delta is a fine-tune on: the passage as a Vicuna v1.1 style answer."""
+    from weightprep.reference_texts import TEXTS
+
+    return "USER: Recite the Gettysburg Address. ASSISTANT: " + TEXTS["en"].text
+
+
+def make_delta_example(base: Path, out: Path, steps: int = FINE_TUNE_STEPS) -> Path:
+    """An lmsys-style delta for a converted example: a short fine-tune of the base (seeded, on
+    `fine_tune_text`) minus the base, in float16 as FastChat's make_delta computes it, saved as
+    fp16 `pytorch_model-0000N-of-00002.bin` shards + index + config + tokenizer, and
+    `expected.yaml`, the tensor digests that `apply-delta` must reproduce (base + delta in
+    float16, computed here in memory).
 
     Example: `make_delta_example(Path("llama-7b-hf"), Path("vicuna-tiny-delta"))`.
     """
@@ -234,6 +339,7 @@ def make_delta_example(base: Path, out: Path, seed: int = 0, scale: float = 0.01
     from safetensors.torch import load_file
 
     from weightprep.checksum import tensor_digest
+    from weightprep.llama.forward import LlamaShape
     from weightprep.manifest import Manifest, dump_yaml
 
     base_tensors: dict[str, torch.Tensor] = {}
@@ -241,9 +347,10 @@ def make_delta_example(base: Path, out: Path, seed: int = 0, scale: float = 0.01
         base_tensors.update(load_file(str(f)))
     if not base_tensors:
         raise FileNotFoundError(f"{base}: no safetensors weights (run convert-llama first)")
-    gen = torch.Generator().manual_seed(seed + 4242)
+    ids = reference_ids((base / "tokenizer.model").read_bytes(), fine_tune_text())
+    tuned = train(base_tensors, LlamaShape.read(base), ids, steps=steps, lr=FINE_TUNE_LR)
     names = sorted(base_tensors)
-    delta = {n: (scale * torch.randn(base_tensors[n].shape, generator=gen)).half() for n in names}
+    delta = {n: tuned[n].half() - base_tensors[n].half() for n in names}
     out.mkdir(parents=True)
     half = len(names) // 2
     weight_map = {}

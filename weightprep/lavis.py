@@ -124,8 +124,15 @@ def patch_text(text: str, value: str, where: Path) -> tuple[str, object]:
     return new, before["model"]["llm_model"]
 
 
-def check_model_dir(model_dir: Path, verify: bool) -> list[str]:
-    """What LAVIS needs from `llm_model`; raise VerificationError naming the first problem."""
+def check_model_dir(model_dir: Path, verify: bool, model_type: str | None = None) -> list[str]:
+    """What LAVIS needs from `llm_model`; raise VerificationError naming the first problem.
+
+    Refused, as `weightprep inspect` tells them: a vision-language bundle, a model other than
+    LLaMA, a size other than `model_type`'s (13B for vicuna7b and the reverse; a size that
+    cannot be told, such as a tiny test model's, passes with a note), and delta weights.
+    """
+    from weightprep.inspect import config_size, delta_evidence, is_llama, vlm_type
+
     if not model_dir.is_dir():
         raise VerificationError(f"{model_dir}: not a folder")
     cfg = model_dir / "config.json"
@@ -135,12 +142,41 @@ def check_model_dir(model_dir: Path, verify: bool) -> list[str]:
         c = json.loads(cfg.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise VerificationError(f"{cfg}: not valid JSON ({exc})") from exc
-    if c.get("model_type") != "llama" and "LlamaForCausalLM" not in (c.get("architectures") or []):
+    if not isinstance(c, dict):
+        raise VerificationError(f"{cfg}: not a JSON object")
+    vlm = vlm_type(c)
+    if vlm is not None:
+        raise VerificationError(
+            f"{cfg}: a vision-language bundle (model_type {vlm}), not a language model; "
+            "llm_model must be the Vicuna folder itself"
+        )
+    if not is_llama(c):
         raise VerificationError(
             f"{cfg}: not a LLaMA model (LAVIS loads llm_model with LlamaForCausalLM)"
         )
     notes = [f"config.json: {', '.join(c.get('architectures') or [c.get('model_type')])}"]
+    size, why = config_size(c)
+    if model_type is not None:
+        want = model_type.removeprefix("vicuna").upper()
+        if size is None:
+            notes.append(f"size: not told ({why}); not checked against {model_type}")
+        elif size != want:
+            other = {"7B": " (pass --model-type vicuna7b)", "13B": " (pass --model-type vicuna13b)"}
+            raise VerificationError(
+                f"{cfg}: a {size} model ({why}) but {config_name(model_type)} is for "
+                f"{want}{other.get(size, '')}"
+            )
+        else:
+            notes.append(f"size: {size}, as {model_type} wants")
     notes.append(_check_weights(model_dir))
+    evidence = delta_evidence(model_dir)
+    if evidence is not None and evidence[0]:
+        raise VerificationError(
+            f"{model_dir}: delta weights, not a model ({evidence[1]}); apply the delta to its "
+            "LLaMA base first (weightprep apply-delta) and patch in the result"
+        )
+    if evidence is not None:
+        notes.append(f"weights: a model, not a delta ({evidence[1]})")
     if not (model_dir / "tokenizer.model").is_file():
         raise VerificationError(
             f"{model_dir / 'tokenizer.model'}: missing; LAVIS calls LlamaTokenizer.from_pretrained(llm_model, use_fast=False)"
@@ -269,7 +305,11 @@ def patch_lavis_config(
     except UnicodeDecodeError as exc:
         raise LavisConfigError(f"{config}: not UTF-8 text") from exc
     new, old = patch_text(text, value, config)
-    checks = tuple(check_model_dir(Path(value), verify)) if check else ("not checked (--no-check)",)
+    checks = (
+        tuple(check_model_dir(Path(value), verify, model_type))
+        if check
+        else ("not checked (--no-check)",)
+    )
     diff = "".join(
         difflib.unified_diff(
             text.splitlines(keepends=True), new.splitlines(keepends=True), str(config), str(config)

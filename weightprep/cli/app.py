@@ -10,6 +10,7 @@ from weightprep.cli.convert import convert_llama
 from weightprep.cli.delta import apply_delta_cmd, compare_cmd, make_delta_cmd
 from weightprep.cli.example import make_example, make_example_delta
 from weightprep.cli.fetch import fetch_cmd
+from weightprep.cli.inspect import inspect_cmd
 from weightprep.cli.lavis import patch_lavis_config_cmd
 from weightprep.cli.publish import publish_cmd
 from weightprep.cli.run import recipes_app, run_cmd
@@ -39,6 +40,7 @@ app.command("fetch")(fetch_cmd)
 app.command("run")(run_cmd)
 app.add_typer(recipes_app, name="recipes")
 app.command("make-example-vlm")(make_example_vlm_cmd)
+app.command("inspect")(inspect_cmd)
 
 
 def _version(value: bool) -> None:

@@ -26,6 +26,7 @@ def _report(report, json_out: bool, quiet: bool, verb: str) -> None:
                     "n_tensors": report.n_tensors,
                     "bytes_written": report.bytes_written,
                     "verified": report.verified,
+                    "language_check": [c.to_dict() for c in report.language],
                     "seconds": round(report.seconds, 3),
                     "files": report.files,
                 },
@@ -79,11 +80,33 @@ def apply_delta_cmd(
             help="After writing, compare tensor by tensor with this folder (e.g. lmsys/vicuna-7b-v1.1, downloaded)."
         ),
     ] = None,
+    reference_text: Annotated[
+        Path | None,
+        typer.Option(
+            help="--verify: score the language check on this UTF-8 passage instead of the built-in one."
+        ),
+    ] = None,
+    max_perplexity: Annotated[
+        float | None,
+        typer.Option(
+            help="--verify: the language check's bound (default: the family's, 50 for LLaMA)."
+        ),
+    ] = None,
+    allow_base_mismatch: Annotated[
+        bool,
+        typer.Option(
+            help="Merge even when BASE's config says another LLaMA version than the delta's (context, rms_norm_eps)."
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Apply delta weights (Vicuna v1.1) to a base model: FastChat's result, in constant memory.
+
+    --verify runs the language check on the base and on the output (their perplexity on a
+    built-in passage) and, with --manifest, compares every tensor digest. Exit 1 and nothing
+    kept when any of it fails.
 
     Examples:
 
@@ -100,8 +123,10 @@ def apply_delta_cmd(
             from weightprep.fastchat_backend import apply_delta_fastchat
 
             return apply_delta_fastchat(base, delta, output, low_cpu_mem=low_cpu_mem, force=force)
-        from weightprep.delta import apply_delta
+        from weightprep.delta import LanguageOptions, apply_delta
 
+        if not verify and (reference_text or max_perplexity):
+            raise InputError("--reference-text and --max-perplexity go with --verify")
         return apply_delta(
             base,
             delta,
@@ -111,6 +136,8 @@ def apply_delta_cmd(
             manifest=manifest,
             verify_base=verify_base,
             progress=make_progress(quiet or json_out),
+            language=LanguageOptions(reference_text, max_perplexity) if verify else None,
+            allow_base_mismatch=allow_base_mismatch,
         )
 
     report = run_core(go)

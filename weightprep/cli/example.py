@@ -17,6 +17,9 @@ def make_example(
 ) -> None:
     """Write a tiny, real-format Meta LLaMA download (tokenizer, 1/2/4/8-shard LLaMA-1, GQA LLaMA-2).
 
+    The 7B folder is trained for a few seconds on the reference passage, so that it passes the
+    language check for a real reason; the other sizes are random (for the converter's tests).
+
     Example:
 
       weightprep make-example /tmp/llama && weightprep convert-llama /tmp/llama out --model-size 7B
@@ -41,10 +44,13 @@ def make_example(
 def make_example_delta(
     base: Annotated[Path, typer.Argument(help="A converted example (convert-llama output).")],
     output: Annotated[Path, typer.Argument(help="Where to write the delta.")],
-    seed: Annotated[int, typer.Option(help="Seed for the delta's values.")] = 0,
+    steps: Annotated[
+        int,
+        typer.Option(help="Fine-tuning steps (Adam, on the reference passage as a chat answer)."),
+    ] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Write a tiny lmsys-style delta for a converted example, with expected.yaml to verify against.
+    """Write a tiny lmsys-style delta (a short fine-tune of BASE minus BASE), with expected.yaml to verify against.
 
     Example:
 
@@ -57,7 +63,7 @@ def make_example_delta(
         if output.exists():
             raise OutputExistsError(f"{output}: already exists; choose a new folder")
         try:
-            return make_delta_example(base, output, seed=seed)
+            return make_delta_example(base, output, steps=steps)
         except FileNotFoundError as exc:
             raise InputError(str(exc)) from exc
 

@@ -26,10 +26,13 @@ def _gib(n: int) -> str:
 
 def _print(report) -> None:
     echo = typer.echo
-    what = "the built-in tiny example (random weights)" if report.example else report.weights
+    what = "the built-in tiny example" if report.example else report.weights
     echo(f"smoke-test {report.model} ({report.backend}) on {what}")
     if report.example:
-        echo("  this is the built-in example: it proves the path runs, not that real weights work")
+        echo(
+            "  this is the built-in example: tiny models with random vision weights; it proves "
+            "the path runs and the checks work, not that real weights do"
+        )
     echo(
         f"  device {report.device}, dtype {report.dtype} ({report.dtype_reason})"
         + (f", {report.quantize}" if report.quantize != "none" else "")
@@ -38,6 +41,9 @@ def _print(report) -> None:
     echo(f"  load {report.load_seconds:.1f} s, peak memory {_gib(peak)} ({kind})")
     for note in report.notes:
         echo(f"  note: {note}")
+    first = [c for c in report.checks if c.name == "language check"]
+    for c in first:
+        echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
     for r in report.results:
         echo(f"[{r.mode}] {r.prompt}")
         echo(f"  -> {r.answer!r}")
@@ -45,7 +51,8 @@ def _print(report) -> None:
         for c in r.checks:
             echo(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
     for c in report.checks:
-        echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        if c not in first:
+            echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
     echo("PASS" if report.ok else f"FAIL: {len(report.failures)} check(s) failed")
 
 
@@ -87,13 +94,24 @@ def smoke_test_cmd(
     example: Annotated[
         bool, typer.Option(help="Say that these are the built-in tiny example's weights.")
     ] = False,
+    reference_text: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score the language check on this UTF-8 passage instead of the built-in one."
+        ),
+    ] = None,
+    max_perplexity: Annotated[
+        float | None,
+        typer.Option(help="The language check's bound (default: the model family's)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars; the report still prints.")
     ] = False,
 ) -> None:
-    """Caption an image with prepared weights and check the answers: finite logits, non-empty,
-    not degenerate, and the image must matter. Exit 1 when a check fails.
+    """Check the language model's perplexity on a built-in passage, then caption an image and
+    check the answers: finite logits, non-empty, not degenerate, and the image must matter.
+    Exit 1 when a check fails.
 
     Example:
 
@@ -133,6 +151,8 @@ def smoke_test_cmd(
             expect=tuple(expect or ()),
             revision=revision,
             example=example,
+            reference_text=reference_text,
+            max_perplexity=max_perplexity,
         )
         report = run_core(lambda: run_smoke(opts))
     if as_json:

@@ -629,6 +629,11 @@ def render_md(doc: dict) -> str:
             lines.append(
                 "\nreads: " + ", ".join(f"`{k}` {v[:16]}…" for k, v in s["inputs"].items())
             )
+        compared = s.get("result", {}).get("compared")
+        if compared:
+            lines.append(f"\ncompared: {compared}")
+        for c in s.get("result", {}).get("language_check", []):
+            lines.append(f"\nlanguage check: {'PASS' if c['ok'] else 'FAIL'}: {c['detail']}")
         if s["outputs"]:
             lines.append("\n| file | sha256 |\n|---|---|")
             lines += [f"| `{f}` | `{d}` |" for f, d in sorted(s["outputs"].items())]
@@ -637,6 +642,11 @@ def render_md(doc: dict) -> str:
             lines.append(
                 f"\nsmoke test: {'PASS' if smoke['ok'] else 'FAIL'} on {smoke['device']} ({smoke['dtype']})"
             )
+            if smoke.get("language"):
+                lang = smoke["language"]
+                lines.append(
+                    f"\nlanguage check: {'PASS' if lang['ok'] else 'FAIL'}: {lang['detail']}"
+                )
             for r in smoke["results"]:
                 lines.append(f"- [{r['mode']}] {r['prompt']} → {r['answer']!r}")
     return "\n".join(lines) + "\n"

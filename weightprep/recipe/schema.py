@@ -36,14 +36,35 @@ STAGE_KINDS: dict[str, tuple[set[str], set[str]]] = {
     "convert-llama": ({"input"}, {"model_size", "llama_version", "dtype", "verify_input"}),
     "verify": ({"folder", "manifest"}, {"strict"}),
     "fetch": ({"source"}, {"revision", "manifest"}),
-    "make-example-delta": ({"base"}, {"seed"}),
-    "apply-delta": ({"base", "delta"}, {"verify", "manifest", "verify_base"}),
+    "make-example-delta": ({"base"}, {"steps"}),
+    "apply-delta": (
+        {"base", "delta"},
+        {
+            "verify",
+            "manifest",
+            "verify_base",
+            "reference_text",
+            "max_perplexity",
+            "allow_base_mismatch",
+        },
+    ),
     "patch-lavis-config": ({"llm"}, {"lavis", "model_type"}),
     "make-example-vlm": ({"model", "llm"}, set()),
     "publish": ({"model", "to"}, {"public", "revision", "message"}),
     "smoke-test": (
         {"model"},
-        {"llm", "weights", "vision", "device", "dtype", "max_new_tokens", "expect", "example"},
+        {
+            "llm",
+            "weights",
+            "vision",
+            "device",
+            "dtype",
+            "max_new_tokens",
+            "expect",
+            "example",
+            "reference_text",
+            "max_perplexity",
+        },
     ),
 }
 # kinds that write a folder of their own under the work dir

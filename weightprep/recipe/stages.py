@@ -22,6 +22,7 @@ RATES = {
     "smoke-test": 0.3 * GB,  # loading; generation adds seconds per prompt
 }
 EXAMPLE_BYTES = 20 * 2**20
+GENERATED = "nothing compared: made here by weightprep (the built-in example)"
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,19 @@ def _b(v: object) -> bool:
     return v is True or str(v).lower() in ("1", "true", "yes", "on")
 
 
+def _path(v: object) -> Path | None:
+    return Path(str(v)).expanduser() if v not in (None, "") else None
+
+
+def _float(v: object) -> float | None:
+    if v in (None, ""):
+        return None
+    try:
+        return float(str(v))
+    except ValueError:
+        raise InputError(f"max_perplexity: {v!r} is not a number") from None
+
+
 def command_line(kind: str, opts: dict, out: Path | None) -> str:
     """The single command this stage equals (for the record and the plan)."""
     import shlex
@@ -160,7 +174,7 @@ def run_stage(
 
         with staged_folder(out, force=True) as tmp:
             make_example(tmp, seed=int(opts.get("seed", 0)))
-        return {}
+        return {"compared": GENERATED}
     if kind == "convert-llama":
         from weightprep.llama.convert import convert_meta_to_hf
 
@@ -174,7 +188,14 @@ def run_stage(
             force=True,
             progress=progress,
         )
-        return {"input_checks": list(r.input_checks), "n_params": r.n_params}
+        checks = list(r.input_checks)
+        return {
+            "input_checks": checks,
+            "n_params": r.n_params,
+            "compared": "input: " + "; ".join(checks)
+            if checks
+            else "input: nothing compared (no checklist.chk beside the files, no verify_input)",
+        }
     if kind == "verify":
         from weightprep.checksum import verify_files
         from weightprep.manifest import resolve_manifest
@@ -190,7 +211,13 @@ def run_stage(
         ]
         if not rep.ok:
             raise VerificationError(f"{opts['folder']} against {m.name}: {'; '.join(bad[:3])}")
-        return {"manifest": m.name, "ok": rep.count("OK"), "extra": rep.count("EXTRA")}
+        return {
+            "manifest": m.name,
+            "ok": rep.count("OK"),
+            "extra": rep.count("EXTRA"),
+            "compared": f"{rep.count('OK')} file(s) of {opts['folder']} with their sha256/md5 in "
+            f"the manifest {m.name}: all equal",
+        }
     if kind == "fetch":
         from weightprep.fetch import fetch
 
@@ -202,28 +229,43 @@ def run_stage(
             force=True,
             progress=progress,
         )
-        return {"bytes_downloaded": getattr(res, "bytes_downloaded", None)}
+        against = list(getattr(res, "verified_against", []))
+        return {
+            "bytes_downloaded": getattr(res, "bytes_downloaded", None),
+            "compared": "every file with " + "; ".join(against) if against else "nothing compared",
+        }
     if kind == "make-example-delta":
         from weightprep.example import make_delta_example
 
         with staged_folder(out, force=True) as tmp:
             tmp.rmdir()
-            make_delta_example(Path(opts["base"]), tmp, seed=int(opts.get("seed", 0)))
-        return {}
+            make_delta_example(Path(opts["base"]), tmp, steps=int(opts.get("steps", 10)))
+        return {"compared": GENERATED}
     if kind == "apply-delta":
-        from weightprep.delta import apply_delta
+        from weightprep.delta import LanguageOptions, apply_delta
 
+        verify = _b(opts.get("verify"))
         r = apply_delta(
             Path(opts["base"]),
             Path(opts["delta"]),
             out,
             force=True,
-            verify=_b(opts.get("verify")),
+            verify=verify,
             manifest=opts.get("manifest") or None,
             verify_base=opts.get("verify_base") or None,
             progress=progress,
+            language=LanguageOptions(
+                _path(opts.get("reference_text")), _float(opts.get("max_perplexity"))
+            )
+            if verify
+            else None,
+            allow_base_mismatch=_b(opts.get("allow_base_mismatch")),
         )
-        return {"verified": r.verified}
+        return {
+            "verified": r.verified,
+            "compared": r.verified,
+            "language_check": [c.to_dict() for c in r.language],
+        }
     if kind == "patch-lavis-config":
         from weightprep.lavis import patch_lavis_config
 
@@ -233,13 +275,21 @@ def run_stage(
             lavis=Path(lavis).expanduser() if lavis else None,
             model_type=opts.get("model_type", "vicuna7b"),
         )
-        return {"config": str(r.config), "status": r.status, "backup": str(r.backup or "")}
+        return {
+            "config": str(r.config),
+            "status": r.status,
+            "backup": str(r.backup or ""),
+            "compared": "the model folder as LAVIS loads it: " + "; ".join(r.checks),
+        }
     if kind == "make-example-vlm":
         from weightprep.smoke.example import build
 
         with staged_folder(out, force=True) as tmp:
             args = build(str(opts["model"]), tmp, Path(opts["llm"]))
-        return {"smoke_args": {k: v.replace(str(tmp), str(out)) for k, v in args.items()}}
+        return {
+            "compared": GENERATED,
+            "smoke_args": {k: v.replace(str(tmp), str(out)) for k, v in args.items()},
+        }
     if kind == "publish":
         from weightprep.publish.run import Options, publish
 
@@ -254,7 +304,12 @@ def run_stage(
             ),
             progress,
         )
-        return {"dest": r.dest, "bytes_sent": r.bytes_sent, "files": len(r.files)}
+        return {
+            "dest": r.dest,
+            "bytes_sent": r.bytes_sent,
+            "files": len(r.files),
+            "compared": f"the remote copy's files with the local ones ({r.checked_by})",
+        }
     if kind == "smoke-test":
         from weightprep.smoke.runner import Options, run_smoke
 
@@ -271,13 +326,19 @@ def run_stage(
                 max_new_tokens=int(opts.get("max_new_tokens", 64)),
                 expect=tuple(str(e) for e in expect),
                 example=_b(opts.get("example")),
+                reference_text=_path(opts.get("reference_text")),
+                max_perplexity=_float(opts.get("max_perplexity")),
             )
         )
         if not rep.ok:
             raise VerificationError(
                 "smoke test failed: " + "; ".join(f"{c.name}: {c.detail}" for c in rep.failures[:3])
             )
-        return {"smoke_test": rep.to_dict()}
+        lang = rep.language["detail"] if rep.language else "language check not run"
+        return {
+            "smoke_test": rep.to_dict(),
+            "compared": f"language check: {lang}; all {len(rep.all_checks())} checks passed",
+        }
     raise InputError(f"unknown stage kind {kind}")
 
 

@@ -126,6 +126,9 @@ class MiniGPT4Pipeline:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
+    def text_model(self) -> tuple[Any, Any, Any]:
+        return self.lm, self.tokenizer, self.lm.config
+
 
 def load(
     spec: ModelSpec,

@@ -21,6 +21,8 @@ class Pipeline(Protocol):
 
     def decode(self, ids: list[int]) -> str: ...
 
+    def text_model(self) -> tuple[Any, Any, Any]: ...
+
 
 def strip_special(ids: list[int], stop: set[int]) -> list[int]:
     """The answer's tokens: up to the first end/pad token."""
@@ -128,3 +130,12 @@ class ProcessorPipeline:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def text_model(self) -> tuple[Any, Any, Any]:
+        """(model that maps input_ids to text logits, its tokenizer, its config), for the
+        language check: BLIP-2 and InstructBLIP hold a whole LM with its head; the LLaVA
+        family's whole model takes input_ids alone."""
+        lm = getattr(self.model, "language_model", None)
+        if lm is None or lm.get_output_embeddings() is None:
+            lm = self.model
+        return lm, self.tokenizer, self.model.config.get_text_config()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from weightprep.errors import InputError
+from weightprep.errors import InputError, VerificationError
+from weightprep.language import check_loaded
 from weightprep.smoke import checks, runtime
 from weightprep.smoke.checks import Check
 from weightprep.smoke.image import blank_like, load_image
@@ -35,6 +36,11 @@ class Options:
     # False builds prompts without the image placeholder tokens, as a caller unaware of
     # transformers 5.x's scheme would; the "image matters" check must then fail (tests use it).
     image_placeholders: bool = True
+    reference_text: Path | None = None  # the language check's passage (default: the family's)
+    max_perplexity: float | None = None  # its bound (default: the family's)
+    # False skips the language check: only for tests of the caption checks on tiny random LMs,
+    # which that check rightly fails before any caption is made. No command line sets it.
+    language_check: bool = True
 
 
 @dataclass
@@ -64,6 +70,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     results: list[PromptResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)  # the run-wide ones
+    language: dict | None = None  # the language check's figures (weightprep.language)
 
     @property
     def failures(self) -> list[Check]:
@@ -132,8 +139,24 @@ def run_prompt(
     return PromptResult(run.prompt, run.mode, answer, len(ids), seconds, rate, found), logits
 
 
+def refuse_delta(llm: str | None) -> None:
+    """A local --llm folder that holds delta weights is refused before anything is loaded: a
+    delta loads as a model without error and captions nonsense."""
+    if llm is None or not Path(llm).expanduser().is_dir():
+        return
+    from weightprep.inspect import delta_evidence
+
+    evidence = delta_evidence(Path(llm).expanduser())
+    if evidence is not None and evidence[0]:
+        raise VerificationError(
+            f"{llm}: delta weights, not a model ({evidence[1]}); apply the delta to its base "
+            "first (weightprep apply-delta) and pass the result as --llm"
+        )
+
+
 def run_smoke(opts: Options) -> Report:
     spec = spec_for(opts.model)
+    refuse_delta(opts.llm)
     placement = runtime.choose(opts.device, opts.dtype, opts.quantize, spec.cuda_dtype)
     image = load_image(opts.image)
     runtime.reset_peak()
@@ -152,6 +175,28 @@ def run_smoke(opts: Options) -> Report:
         load_seconds=time.perf_counter() - start,
         notes=list(pipe.notes),
     )
+    lm, tok, cfg = pipe.text_model()
+    lang = (
+        check_loaded(
+            lm, tok, cfg, reference=opts.reference_text, max_perplexity=opts.max_perplexity
+        )
+        if opts.language_check
+        else None
+    )
+    if not opts.language_check:
+        report.notes.append("language check not run (tests only)")
+    elif lang is None:
+        report.notes.append(f"language check not run: no bound for {cfg.model_type} models")
+    else:
+        report.language = lang.to_dict()
+        report.checks.append(Check("language check", lang.ok, lang.detail))
+        if not lang.ok:
+            report.notes.append(
+                "captioning skipped: the language model fails the language check, so its "
+                "captions would prove nothing (wrong base, a delta, random or corrupt weights?)"
+            )
+            report.peak_memory = runtime.peak_memory(placement.device)
+            return report
     first_logits = None
     for run in runs_for(spec, opts.prompt):
         result, logits = run_prompt(pipe, image, run, opts.max_new_tokens, opts.image_placeholders)
