@@ -66,6 +66,16 @@ def models(converted, tmp_path_factory) -> dict[str, Path]:
         fw.LlamaShape.read(base),
         other_ids,
     )
+    # the "LLaMA-2 under a LLaMA-1 delta" case: as good a model of the passage as the base, but
+    # other weights (another seed), so the delta's changes are meaningless on it
+    g = torch.Generator().manual_seed(11)
+    sibling = train(
+        {n: torch.randn(t.shape, generator=g) * t.float().std() for n, t in w.items()},
+        fw.LlamaShape.read(base),
+        __import__("weightprep.example", fromlist=["reference_ids"]).reference_ids(
+            (base / "tokenizer.model").read_bytes()
+        ),
+    )
     meta = make_example(
         root / "meta-untrained", models=(ExampleModel("7B", 1, BASE_PARAMS, trained=False),)
     )
@@ -76,6 +86,7 @@ def models(converted, tmp_path_factory) -> dict[str, Path]:
         "tuned": root / "tuned",
         "delta": delta,
         "other": _replace_weights(base, root / "other", other),
+        "sibling": _replace_weights(base, root / "sibling", sibling),
         "untrained": untrained,
     }
 
@@ -146,6 +157,26 @@ def test_apply_delta_verify_fails_on_the_wrong_base(models, tmp_path):
     assert len(err.splitlines()) == 1
     assert "output: perplexity" in err and "base: perplexity" in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_small_delta_on_a_working_sibling_needs_the_family_guard(models, tmp_path):
+    """The language check's limit, shown: a base as good at the passage as the right one (same
+    passage, another seed) plus a small fine-tune's delta still predicts the passage, so the
+    check passes. What refuses a LLaMA-2 base under a LLaMA-1 delta is the config guard."""
+    res = invoke("apply-delta", models["sibling"], models["delta"], tmp_path / "v", "--verify")
+    assert res.exit_code == 0 and "output: perplexity" in res.stdout
+    llama2 = tmp_path / "llama-2-like"
+    shutil.copytree(models["sibling"], llama2)
+    cfg = json.loads((llama2 / "config.json").read_text())
+    cfg.update(max_position_embeddings=4096, rms_norm_eps=1e-5)
+    (llama2 / "config.json").write_text(json.dumps(cfg))
+    res = invoke("apply-delta", llama2, models["delta"], tmp_path / "w", "--verify")
+    assert res.exit_code == 2 and "--allow-base-mismatch" in res.stderr
+    assert "4096" in res.stderr and not (tmp_path / "w").exists()
+    res = invoke(
+        "apply-delta", llama2, models["delta"], tmp_path / "w", "--verify", "--allow-base-mismatch"
+    )
+    assert res.exit_code == 0, res.output
 
 
 def test_apply_delta_refuses_a_delta_as_base(models, tmp_path):
