@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from weightprep.cli.app import app
 from weightprep.errors import InputError
 from weightprep.example import BASE_PARAMS, ExampleModel, make_delta_example, make_example, train
+from weightprep.io.reader import CheckpointReader
 from weightprep.language import _tokenize, check_folder, streamed_nll
 from weightprep.llama import forward as fw
 from weightprep.llama.convert import convert_meta_to_hf
@@ -99,14 +100,15 @@ def test_streamed_forward_equals_transformers(converted, size):
 
     folder = converted(size)
     shape = fw.LlamaShape.read(folder)
-    ids = _tokenize(folder, TEXTS["en"].text, shape.context, shape.vocab)
+    ids = _tokenize(folder / "tokenizer.model", TEXTS["en"].text, shape.context, shape.vocab)
     w = {n: t.float() for n, t in _weights(folder).items()}
     ours = fw.logits(ids[None], w.__getitem__, shape)[0]
     model = LlamaForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
     with torch.no_grad():
         theirs = model(input_ids=ids[None]).logits[0]
     torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-4)
-    nll, n = streamed_nll(folder, ids)
+    with CheckpointReader(folder) as reader:
+        nll, n = streamed_nll(reader, shape, ids)
     ref = torch.nn.functional.cross_entropy(theirs[:-1], ids[1:], reduction="sum")
     assert n == len(ids) - 1
     assert nll == pytest.approx(float(ref), rel=1e-5)

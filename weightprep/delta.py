@@ -147,6 +147,29 @@ def _compare(
     return what, bad
 
 
+def _dumps(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _open_base(base_dir: Path, model_size: str | None, verify_input: str | None):
+    """(reader, MetaSource or None, planned input checks) for BASE: an HF folder, or Meta's
+    download (a root with `model_size`, or a size folder), read the way convert-llama reads it."""
+    from weightprep.llama.convert import MetaSource, is_meta_download
+
+    if not is_meta_download(base_dir):
+        if model_size or verify_input:
+            raise InputError(
+                f"{base_dir}: --model-size and --verify-input apply when BASE is Meta's "
+                "download (params.json + consolidated.NN.pth); this is a Hugging Face folder"
+            )
+        return CheckpointReader(base_dir), None, []
+    from weightprep.llama.input_check import plan_checks
+
+    src = MetaSource(base_dir, model_size)
+    manifest = resolve_manifest(verify_input)[0] if verify_input else None
+    return src, src, plan_checks(src.ckpt, manifest, True)
+
+
 def combine(
     base_dir: Path,
     other_dir: Path,
@@ -164,37 +187,47 @@ def combine(
     progress: Progress | None = None,
     language: LanguageOptions | None = None,
     allow_base_mismatch: bool = False,
+    model_size: str | None = None,
+    verify_input: str | None = None,
 ) -> DeltaReport:
-    """out[name] = op(base[name], other[name]) in float16 for every tensor, streamed."""
+    """out[name] = op(base[name], other[name]) in float16 for every tensor, streamed. BASE may
+    be Meta's download: each tensor is then merged and permuted as convert-llama does, in the
+    same read (one pass, no converted copy written), with Meta's checklists checked alongside."""
+    from weightprep.llama.input_check import InputVerifier
+
     progress = progress or NullProgress()
     t0 = time.monotonic()
     refuse_inside(output, base_dir, other_dir)
     want = resolve_manifest(manifest)[0] if manifest else None
+    base_reader, meta, input_checks = _open_base(base_dir, model_size, verify_input)
+    base_folder = meta.folder if meta is not None else base_dir
     if other_role == "delta":
-        _guard_base(base_dir, other_dir, allow_base_mismatch)
+        _guard_base(base_folder, other_dir, allow_base_mismatch)
     if verify_base:
+        if meta is not None:
+            raise InputError(
+                f"{base_dir}: --verify-base reads an HF folder; for Meta's download use "
+                "--verify-input (checked in the same read as the merge)"
+            )
         _verify_base(base_dir, verify_base)
-    base_check = None
-    if language is not None:  # the base first: a wrong one is known before anything is written
-        from weightprep.language import check_folder
-
-        base_check = check_folder(
-            base_dir,
-            reference=language.reference,
-            max_perplexity=language.max_perplexity,
-            who="base: ",
-        )
-    with CheckpointReader(base_dir) as base, CheckpointReader(other_dir) as other:
+    with base_reader as base, CheckpointReader(other_dir) as other:
         names = preflight(base, other, other_role)
+        base_check = None
+        if language is not None:  # the base first: a wrong one is known before anything is written
+            base_check = _language_of_base(base, meta, base_dir, language)
         specs = [TensorSpec(n, torch.float16, base.info[n].shape) for n in names]
         plan = plan_shards(specs, max_shard_bytes)
         total = sum(s.nbytes for s in specs)
-        config = _copy_json(config_from, "config.json", "float16")
+        if meta is not None and config_from == base_dir:
+            config: bytes | None = _dumps(meta.config("float16"))
+            gen: bytes | None = _dumps(meta.generation_config())
+        else:
+            config = _copy_json(config_from, "config.json", "float16")
+            gen = _copy_json(config_from, "generation_config.json")
         if config is None:
             raise InputError(f"{config_from}: config.json not found")
         max_len = json.loads(config).get("max_position_embeddings", 2048)
         extra = {"config.json": config, **_tokenizer_from(tokenizer_from, max_len)}
-        gen = _copy_json(config_from, "generation_config.json")
         if gen is not None:
             extra["generation_config.json"] = gen
         check_free_space(
@@ -208,12 +241,14 @@ def combine(
         # Per-tensor digests cost a second sha256 pass of CPU (docs/performance.md): computed
         # when the user asked for verification, which needs them.
         digests: dict[str, TensorEntry] | None = {} if (verify or want is not None) else None
+        verifier = InputVerifier(input_checks) if input_checks else None
         progress.start(total, f"{other_role} {other_dir.name}")
         try:
             with staged_folder(output, force=force) as stage:
                 files = write_sharded(stage, plan, tensors, progress, tensor_digests=digests)
                 write_files(stage, files, extra)
                 check_written(stage, plan)
+                inputs_ok = tuple(verifier.result()) if verifier else ()
                 entries = file_entries(stage, files)
                 checks: tuple = ()
                 if base_check is not None:
@@ -231,6 +266,12 @@ def combine(
                             f"{output}: output does not match {want.name} ({len(bad)} problem(s): "
                             f"{'; '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); nothing was kept"
                         )
+                if meta is not None:
+                    verified = (
+                        "input: " + "; ".join(inputs_ok)
+                        if inputs_ok
+                        else "input: nothing compared (no checklist.chk, no --verify-input)"
+                    ) + f"; {verified}"
                 if checks:
                     verified += "; language check: " + ", ".join(c.detail for c in checks)
                 seal(
@@ -238,12 +279,36 @@ def combine(
                     files,
                     digests,
                     output.name,
-                    f"{other_role} {other_dir.name} on {base_dir.name}",
+                    f"{other_role} {other_dir.name} on {base_folder.name}",
                 )
+        except BaseException:
+            if verifier:
+                verifier.cancel()
+            raise
         finally:
             progress.finish()
     return DeltaReport(
         output.absolute(), len(names), total, files, verified, time.monotonic() - t0, checks
+    )
+
+
+def _language_of_base(base, meta, base_dir: Path, language: LanguageOptions):
+    from weightprep.language import check_folder, check_reader
+
+    if meta is None:
+        return check_folder(
+            base_dir,
+            reference=language.reference,
+            max_perplexity=language.max_perplexity,
+            who="base: ",
+        )
+    return check_reader(
+        base,
+        meta.config("float16"),
+        meta.ckpt.tokenizer,
+        reference=language.reference,
+        max_perplexity=language.max_perplexity,
+        who="base: ",
     )
 
 

@@ -325,30 +325,65 @@ def fine_tune_text() -> str:
     return "USER: Recite the Gettysburg Address. ASSISTANT: " + TEXTS["en"].text
 
 
-def make_delta_example(base: Path, out: Path, steps: int = FINE_TUNE_STEPS) -> Path:
+def _base_for_delta(base: Path, model_size: str | None):
+    """(float16 tensors, config, tokenizer.model, side files) of a converted example, or of
+    Meta's example download itself (read as a one-pass apply-delta reads it)."""
+    from weightprep.llama.convert import MetaSource, is_meta_download
+    from weightprep.tokenizer import tokenizer_files
+
+    if is_meta_download(base):
+        with MetaSource(base, model_size) as src:
+            tensors = {n: src.tensor(n, torch.float16) for n in src.info}
+            config = src.config("float16")
+            side = {
+                "config.json": (json.dumps(config, indent=2) + "\n").encode(),
+                "generation_config.json": (
+                    json.dumps(src.generation_config(), indent=2) + "\n"
+                ).encode(),
+                **tokenizer_files(src.ckpt.tokenizer, config["max_position_embeddings"]),
+            }
+            return tensors, config, src.ckpt.tokenizer, side
+    from safetensors.torch import load_file
+
+    from weightprep.llama.forward import read_config
+
+    tensors: dict[str, torch.Tensor] = {}
+    for f in sorted(base.glob("*.safetensors")):
+        tensors.update(load_file(str(f)))
+    if not tensors:
+        raise FileNotFoundError(f"{base}: no safetensors weights (run convert-llama first)")
+    names = (
+        "config.json",
+        "generation_config.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    )
+    side = {n: (base / n).read_bytes() for n in names if (base / n).exists()}
+    return tensors, read_config(base), base / "tokenizer.model", side
+
+
+def make_delta_example(
+    base: Path, out: Path, steps: int = FINE_TUNE_STEPS, model_size: str | None = None
+) -> Path:
     """An lmsys-style delta for a converted example: a short fine-tune of the base (seeded, on
     `fine_tune_text`) minus the base, in float16 as FastChat's make_delta computes it, saved as
     fp16 `pytorch_model-0000N-of-00002.bin` shards + index + config + tokenizer, and
     `expected.yaml`, the tensor digests that `apply-delta` must reproduce (base + delta in
     float16, computed here in memory).
 
+    `base` may also be Meta's example download (its root with `model_size`, or a size folder).
+
     Example: `make_delta_example(Path("llama-7b-hf"), Path("vicuna-tiny-delta"))`.
     """
-    import shutil
-
-    from safetensors.torch import load_file
-
     from weightprep.checksum import tensor_digest
     from weightprep.llama.forward import LlamaShape
     from weightprep.manifest import Manifest, dump_yaml
 
-    base_tensors: dict[str, torch.Tensor] = {}
-    for f in sorted(base.glob("*.safetensors")):
-        base_tensors.update(load_file(str(f)))
-    if not base_tensors:
-        raise FileNotFoundError(f"{base}: no safetensors weights (run convert-llama first)")
-    ids = reference_ids((base / "tokenizer.model").read_bytes(), fine_tune_text())
-    tuned = train(base_tensors, LlamaShape.read(base), ids, steps=steps, lr=FINE_TUNE_LR)
+    base_tensors, config, tokenizer, side = _base_for_delta(base, model_size)
+    ids = reference_ids(tokenizer.read_bytes(), fine_tune_text())
+    shape = LlamaShape.from_config(config)
+    tuned = train(base_tensors, shape, ids, steps=steps, lr=FINE_TUNE_LR)
     names = sorted(base_tensors)
     delta = {n: tuned[n].half() - base_tensors[n].half() for n in names}
     out.mkdir(parents=True)
@@ -362,15 +397,8 @@ def make_delta_example(base: Path, out: Path, steps: int = FINE_TUNE_STEPS) -> P
     (out / "pytorch_model.bin.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
     )
-    for name in (
-        "config.json",
-        "generation_config.json",
-        "tokenizer.model",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ):
-        if (base / name).exists():
-            shutil.copy(base / name, out / name)
+    for name, data in side.items():
+        (out / name).write_bytes(data)
     expected = {n: tensor_digest(base_tensors[n].half() + delta[n]) for n in names}
     (out / "expected.yaml").write_text(
         dump_yaml(Manifest("tiny-delta-expected", {}, "base + delta in float16", (), expected))

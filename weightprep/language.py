@@ -111,11 +111,10 @@ def verdict(
     return LanguageCheck(ok, ppl, bound, n, ref.title, family, detail, seconds)
 
 
-def _tokenize(folder: Path, text: str, context: int, vocab: int) -> torch.Tensor:
+def _tokenize(tok: Path, text: str, context: int, vocab: int) -> torch.Tensor:
     """The passage as LLaMA sees it: BOS, then SentencePiece's ids (no EOS), cut to the context."""
     import sentencepiece as spm
 
-    tok = folder / "tokenizer.model"
     if not tok.is_file():
         raise InputError(f"{tok}: missing (the language check tokenizes the passage with it)")
     sp = spm.SentencePieceProcessor()
@@ -136,43 +135,43 @@ def _tokenize(folder: Path, text: str, context: int, vocab: int) -> torch.Tensor
 
 
 def streamed_nll(
-    folder: Path, ids: torch.Tensor, progress: Progress | None = None
+    reader, shape, ids: torch.Tensor, progress: Progress | None = None
 ) -> tuple[float, int]:
     """Sum of the next-token negative log-likelihoods of `ids` (float32) under the LLaMA-family
-    model in `folder`, with one layer's weights in memory at a time."""
-    from weightprep.io.reader import CheckpointReader
+    model that `reader` gives tensor by tensor (`reader.info`, `reader[name]`: a
+    CheckpointReader, or Meta's download through MetaSource), one layer's weights at a time."""
     from weightprep.llama import forward as fw
 
     progress = progress or NullProgress()
-    shape = fw.LlamaShape.read(folder)
-    with CheckpointReader(folder) as r, torch.inference_mode():
-        missing = [
-            n
-            for n in ("model.embed_tokens.weight", "model.norm.weight", fw.head_name(shape))
-            if n not in r.info
-        ]
-        if missing:
-            raise InputError(f"{folder}: no {missing[0]}: not a LLaMA model in Hugging Face format")
+    where = getattr(reader, "folder", "the model")
+    missing = [
+        n
+        for n in ("model.embed_tokens.weight", "model.norm.weight", fw.head_name(shape))
+        if n not in reader.info
+    ]
+    if missing:
+        raise InputError(f"{where}: no {missing[0]}: not a LLaMA model in Hugging Face format")
 
-        def nbytes(n: str) -> int:
-            info = r.info[n]
-            return math.prod(info.shape) * torch.empty((), dtype=info.dtype).element_size()
+    def nbytes(n: str) -> int:
+        info = reader.info[n]
+        return math.prod(info.shape) * torch.empty((), dtype=info.dtype).element_size()
 
-        total = sum(nbytes(n) for n in r.info)
-        progress.start(total, f"language check {folder.name}")
-        try:
+    total = sum(nbytes(n) for n in reader.info)
+    progress.start(total, f"language check {Path(str(where)).name}")
+    try:
+        with torch.inference_mode():
 
             def weight(name: str) -> torch.Tensor:
-                if name not in r.info:
-                    raise InputError(f"{folder}: no tensor {name}; not a LLaMA model")
+                if name not in reader.info:
+                    raise InputError(f"{where}: no tensor {name}; not a LLaMA model")
                 progress.advance(nbytes(name))
-                return r[name].float()
+                return reader[name].float()
 
-            emb = r["model.embed_tokens.weight"]
+            emb = reader["model.embed_tokens.weight"]
             if tuple(emb.shape) != (shape.vocab, shape.hidden):
                 raise InputError(
-                    f"{r.info['model.embed_tokens.weight'].file}: embeddings {list(emb.shape)}, "
-                    f"config.json says {shape.vocab} x {shape.hidden}"
+                    f"{reader.info['model.embed_tokens.weight'].file}: embeddings "
+                    f"{list(emb.shape)}, its config says {shape.vocab} x {shape.hidden}"
                 )
             h = emb[ids].float()[None]
             del emb
@@ -181,13 +180,36 @@ def streamed_nll(
             for i in range(shape.layers):
                 h = fw.decoder_layer(h, weight, i, shape, cos, sin)
             h = fw.rms_norm(h, weight("model.norm.weight"), shape.eps)[0]
-            head = r[fw.head_name(shape)]
+            head = reader[fw.head_name(shape)]
             if not shape.tied:
                 progress.advance(nbytes("lm_head.weight"))
             nll = fw.token_nll(h[:-1], head, ids[1:])
-        finally:
-            progress.finish()
+    finally:
+        progress.finish()
     return float(nll.sum()), int(nll.numel())
+
+
+def check_reader(
+    reader,
+    config: dict,
+    tokenizer: Path,
+    *,
+    reference: Path | None = None,
+    max_perplexity: float | None = None,
+    progress: Progress | None = None,
+    who: str = "",
+) -> LanguageCheck:
+    """The language check on an open reader of a LLaMA-family model, its config and its
+    SentencePiece `tokenizer.model`."""
+    from weightprep.llama.forward import LlamaShape
+
+    t0 = time.monotonic()
+    shape = LlamaShape.from_config(config, str(getattr(reader, "folder", "config")))
+    ref = reference_for("llama", reference)
+    bound = bound_for("llama", max_perplexity)
+    ids = _tokenize(tokenizer, ref.text, shape.context, shape.vocab)
+    nll, n = streamed_nll(reader, shape, ids, progress)
+    return verdict(nll, n, bound, ref, "llama", time.monotonic() - t0, who)
 
 
 def check_folder(
@@ -204,15 +226,20 @@ def check_folder(
     Example: `check_folder(Path("vicuna-7b")).detail` ->
     'perplexity 3.1 <= 50 on 402 tokens of the Gettysburg Address'.
     """
-    from weightprep.llama.forward import LlamaShape
+    from weightprep.io.reader import CheckpointReader
+    from weightprep.llama.forward import read_config
 
-    t0 = time.monotonic()
-    shape = LlamaShape.read(folder)
-    ref = reference_for("llama", reference)
-    bound = bound_for("llama", max_perplexity)
-    ids = _tokenize(folder, ref.text, shape.context, shape.vocab)
-    nll, n = streamed_nll(folder, ids, progress)
-    return verdict(nll, n, bound, ref, "llama", time.monotonic() - t0, who)
+    config = read_config(folder)
+    with CheckpointReader(folder) as reader:
+        return check_reader(
+            reader,
+            config,
+            folder / "tokenizer.model",
+            reference=reference,
+            max_perplexity=max_perplexity,
+            progress=progress,
+            who=who,
+        )
 
 
 # transformers' model_type -> the family whose bound and passage apply

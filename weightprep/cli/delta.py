@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, run_core
+from weightprep.cli.common import hub_bars, make_progress, run_core
 
 
 class Backend(StrEnum):
@@ -43,12 +44,15 @@ def _report(report, json_out: bool, quiet: bool, verb: str) -> None:
 
 def apply_delta_cmd(
     base: Annotated[
-        Path, typer.Argument(help="The base model in HF format (e.g. from convert-llama).")
-    ],
-    delta: Annotated[
         Path,
         typer.Argument(
-            help="The delta weights folder (e.g. lmsys/vicuna-7b-delta-v1.1, downloaded)."
+            help="The base model: an HF folder (e.g. from convert-llama), or Meta's LLaMA download itself (its root with --model-size, or a size folder): then it is converted in the same pass and no converted copy is written."
+        ),
+    ],
+    delta: Annotated[
+        str,
+        typer.Argument(
+            help="The delta weights: a folder, or hf://NAMESPACE/NAME[@REV] (e.g. hf://lmsys/vicuna-7b-delta-v1.1), fetched, verified and kept in weightprep's cache for re-runs."
         ),
     ],
     output: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
@@ -72,12 +76,25 @@ def apply_delta_cmd(
         ),
     ] = None,
     verify_base: Annotated[
-        str | None, typer.Option(help="Check the base against a manifest before starting.")
+        str | None,
+        typer.Option(help="Check an HF base against a manifest before starting."),
+    ] = None,
+    model_size: Annotated[
+        str | None,
+        typer.Option(
+            help="BASE is Meta's download root: which size folder (7B, 13B, llama-2-7b ...)."
+        ),
+    ] = None,
+    verify_input: Annotated[
+        str | None,
+        typer.Option(
+            help="BASE is Meta's download: also check it against this manifest (a shipped name such as llama-7b, or a file), in the same read; its checklist.chk files are always checked."
+        ),
     ] = None,
     compare_to: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="After writing, compare tensor by tensor with this folder (e.g. lmsys/vicuna-7b-v1.1, downloaded)."
+            help="Compare the output tensor by tensor with this folder or hf://NAMESPACE/NAME[@REV] (e.g. lmsys' merged vicuna-7b-v1.1): fetched and checked before the merge, compared after it."
         ),
     ] = None,
     reference_text: Annotated[
@@ -112,24 +129,63 @@ def apply_delta_cmd(
 
       weightprep apply-delta llama-7b-hf vicuna-7b-delta-v1.1 vicuna-7b --verify
 
+      weightprep apply-delta ~/LLaMA vicuna-7b-delta-v1.1 vicuna-7b --model-size 7B --verify
+
       weightprep apply-delta llama-7b-hf vicuna-7b-delta-v1.1 vicuna-7b --backend fastchat
     """
     from weightprep.errors import InputError
 
+    resolved: dict[str, Path] = {}
+
+    def inputs() -> None:
+        """DELTA and --compare-to as local folders (hf:// fetched into the cache), and
+        --compare-to checked against the delta's tensors, before anything heavy."""
+        from weightprep.hubinput import resolve_input
+
+        show = not (quiet or json_out)
+        hub_bars(show and sys.stderr.isatty())
+        for key, spec, what in (("delta", delta, "DELTA"), ("compare", compare_to, "--compare-to")):
+            if spec is None:
+                continue
+            r = resolve_input(spec, what=what, progress=make_progress(quiet or json_out))
+            if r.note and show:
+                typer.echo(f"{what}: {r.note}", err=True)
+            resolved[key] = r.path
+        if "compare" in resolved:
+            from weightprep.delta import preflight
+            from weightprep.io.reader import CheckpointReader
+
+            with (
+                CheckpointReader(resolved["compare"]) as ref,
+                CheckpointReader(resolved["delta"]) as d,
+            ):
+                preflight(ref, d, "delta")
+
     def go():
+        inputs()
+        delta_dir = resolved["delta"]
         if low_cpu_mem and backend is not Backend.fastchat:
             raise InputError("--low-cpu-mem is FastChat's option: use it with --backend fastchat")
         if backend is Backend.fastchat:
             from weightprep.fastchat_backend import apply_delta_fastchat
+            from weightprep.llama.convert import is_meta_download
 
-            return apply_delta_fastchat(base, delta, output, low_cpu_mem=low_cpu_mem, force=force)
+            if is_meta_download(base):
+                raise InputError(
+                    f"{base}: FastChat reads Hugging Face folders only; convert it first "
+                    "(weightprep convert-llama), or use the default backend, which reads it as is"
+                )
+
+            return apply_delta_fastchat(
+                base, delta_dir, output, low_cpu_mem=low_cpu_mem, force=force
+            )
         from weightprep.delta import LanguageOptions, apply_delta
 
         if not verify and (reference_text or max_perplexity):
             raise InputError("--reference-text and --max-perplexity go with --verify")
         return apply_delta(
             base,
-            delta,
+            delta_dir,
             output,
             force=force,
             verify=verify,
@@ -138,12 +194,14 @@ def apply_delta_cmd(
             progress=make_progress(quiet or json_out),
             language=LanguageOptions(reference_text, max_perplexity) if verify else None,
             allow_base_mismatch=allow_base_mismatch,
+            model_size=model_size,
+            verify_input=verify_input,
         )
 
     report = run_core(go)
-    _report(report, json_out, quiet, f"applied {delta.name} to {base.name}")
+    _report(report, json_out, quiet, f"applied {resolved['delta'].name} to {base.name}")
     if compare_to is not None:
-        _compare_and_exit(report.output, compare_to, json_out=False, quiet=quiet)
+        _compare_and_exit(report.output, resolved["compare"], json_out=False, quiet=quiet)
 
 
 def make_delta_cmd(

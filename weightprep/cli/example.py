@@ -42,12 +42,20 @@ def make_example(
 
 
 def make_example_delta(
-    base: Annotated[Path, typer.Argument(help="A converted example (convert-llama output).")],
+    base: Annotated[
+        Path,
+        typer.Argument(
+            help="A converted example (convert-llama output), or the example Meta download itself (with --model-size)."
+        ),
+    ],
     output: Annotated[Path, typer.Argument(help="Where to write the delta.")],
     steps: Annotated[
         int,
         typer.Option(help="Fine-tuning steps (Adam, on the reference passage as a chat answer)."),
     ] = 10,
+    model_size: Annotated[
+        str | None, typer.Option(help="BASE is the Meta download's root: which size folder.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write a tiny lmsys-style delta (a short fine-tune of BASE minus BASE), with expected.yaml to verify against.
@@ -63,7 +71,7 @@ def make_example_delta(
         if output.exists():
             raise OutputExistsError(f"{output}: already exists; choose a new folder")
         try:
-            return make_delta_example(base, output, steps=steps)
+            return make_delta_example(base, output, steps=steps, model_size=model_size)
         except FileNotFoundError as exc:
             raise InputError(str(exc)) from exc
 

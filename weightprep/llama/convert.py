@@ -21,6 +21,7 @@ from weightprep.io.atomic import check_free_space, refuse_inside, staged_folder
 from weightprep.io.outputs import seal, write_files
 from weightprep.io.prefetch import prefetch_map
 from weightprep.io.pth import load_state_dict
+from weightprep.io.reader import TensorInfo
 from weightprep.io.safetensors_writer import TensorSpec, check_written, plan_shards, write_sharded
 from weightprep.llama.input_check import InputVerifier, plan_checks
 from weightprep.llama.layout import locate
@@ -37,6 +38,7 @@ from weightprep.progress import NullProgress, Progress
 from weightprep.tokenizer import read_spm, tokenizer_files
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+DEFAULT_SHARD_BYTES = 5 * 10**9  # transformers' default max_shard_size
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,108 @@ def _build(
     return t.to(dtype)
 
 
+def meta_config(p: LlamaParams, vocab: int, version: int, dtype: str) -> dict:
+    """The config.json a conversion writes (and a one-pass apply-delta takes as the base's)."""
+    config = hf_config(p, vocab, version, dtype)
+    if p.rope_theta > 10000.0:
+        config["max_position_embeddings"] = 16384  # CodeLlama-style long-context checkpoints
+    return config
+
+
+def is_meta_download(path: Path) -> bool:
+    """Meta's layout: a size folder (params.json, consolidated.NN.pth) or a root holding them."""
+    if not path.is_dir():
+        return False
+    if (path / "params.json").is_file() or any(path.glob("consolidated.*.pth")):
+        return True
+    try:
+        return (
+            any((d / "params.json").is_file() for d in path.iterdir() if d.is_dir())
+            and not (path / "config.json").is_file()
+        )
+    except OSError:
+        return False
+
+
+class MetaSource:
+    """Meta's download read like a Hugging Face folder: `src.info[hf_name]` (TensorInfo) and
+    `src[hf_name]` give each tensor merged across model-parallel shards and permuted for HF's
+    rotary layout, in Meta's dtype, one at a time. `open()` memory-maps the shards and checks
+    their names and shapes; use as a context manager.
+
+    Example: `with MetaSource(Path("LLaMA"), "7B") as src: src["model.norm.weight"]`.
+    """
+
+    def __init__(
+        self, input_path: Path, model_size: str | None = None, llama_version: int | None = None
+    ) -> None:
+        self.ckpt = locate(input_path, model_size)
+        self.folder = self.ckpt.size_dir
+        self.params = read_params(self.ckpt.params)
+        self.version = llama_version or (2 if self.params.llama2_keys else 1)
+        if self.version not in (1, 2):
+            raise InputError(
+                f"--llama-version {self.version}: only 1 and 2 are LLaMA checkpoints this reads"
+            )
+        known = KNOWN_SHARDS.get((model_size or "").upper())
+        if known is not None and known != len(self.ckpt.shards):
+            raise InputError(
+                f"{self.ckpt.size_dir}: {model_size} ships as {known} consolidated.NN.pth file(s), found {len(self.ckpt.shards)}"
+            )
+        self.spm = read_spm(self.ckpt.tokenizer)
+        p = self.params
+        self.vocab = self.spm.vocab_size if p.vocab_size <= 0 else p.vocab_size
+        self.rules = rules_for(p.n_layers)
+        self._rule = {r.hf: r for r in self.rules}
+        self._shards: list[dict[str, torch.Tensor]] = []
+        self.info: dict[str, TensorInfo] = {}
+
+    def open(self) -> MetaSource:
+        self._shards = [load_state_dict(path) for path in self.ckpt.shards]
+        _check_inputs(self._shards, self.ckpt.shards, self.rules, self.params, self.vocab)
+        first = self._shards[0]
+        info = {
+            r.hf: TensorInfo(
+                self.ckpt.shards[0], first[r.meta].dtype, expected_shape(r, self.params, self.vocab)
+            )
+            for r in self.rules
+        }
+        # In the order a CheckpointReader lists the float16 conversion (its shards in turn,
+        # each one's names sorted, as safetensors lists them), so that a one-pass apply-delta
+        # writes exactly what convert-llama followed by apply-delta writes.
+        specs = [TensorSpec(r.hf, torch.float16, info[r.hf].shape) for r in self.rules]
+        order = [
+            s.name
+            for shard in plan_shards(specs, DEFAULT_SHARD_BYTES)
+            for s in sorted(shard, key=lambda s: s.name)
+        ]
+        self.info = {n: info[n] for n in order}
+        return self
+
+    def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        r = self._rule[name]
+        parts = [sd[r.meta] for sd in self._shards]
+        return _build(r, parts, self.params, dtype or parts[0].dtype, self.ckpt.size_dir)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.tensor(name)
+
+    def config(self, dtype: str) -> dict:
+        return meta_config(self.params, self.vocab, self.version, dtype)
+
+    def generation_config(self) -> dict:
+        return generation_config(self.version)
+
+    def __enter__(self) -> MetaSource:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._shards = []
+
+
 def convert_meta_to_hf(
     input_path: Path,
     output: Path,
@@ -145,7 +249,7 @@ def convert_meta_to_hf(
     model_size: str | None = None,
     llama_version: int | None = None,
     dtype: str = "float16",
-    max_shard_bytes: int = 5 * 10**9,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     force: bool = False,
     verify_input: str | None = None,
     use_checklists: bool = True,
@@ -164,20 +268,8 @@ def convert_meta_to_hf(
     t0 = time.monotonic()
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
-    ckpt = locate(input_path, model_size)
-    p = read_params(ckpt.params)
-    version = llama_version or (2 if p.llama2_keys else 1)
-    if version not in (1, 2):
-        raise InputError(
-            f"--llama-version {version}: only 1 and 2 are LLaMA checkpoints this reads"
-        )
-    known = KNOWN_SHARDS.get((model_size or "").upper())
-    if known is not None and known != len(ckpt.shards):
-        raise InputError(
-            f"{ckpt.size_dir}: {model_size} ships as {known} consolidated.NN.pth file(s), found {len(ckpt.shards)}"
-        )
-    spm = read_spm(ckpt.tokenizer)
-    vocab = spm.vocab_size if p.vocab_size <= 0 else p.vocab_size
+    src = MetaSource(input_path, model_size, llama_version)
+    ckpt, p, version, vocab = src.ckpt, src.params, src.version, src.vocab
     if (
         output.absolute() == ckpt.size_dir.absolute()
         or ckpt.size_dir.absolute() in output.absolute().parents
@@ -187,23 +279,20 @@ def convert_meta_to_hf(
 
     manifest = resolve_manifest(verify_input)[0] if verify_input else None
     checks = plan_checks(ckpt, manifest, use_checklists)
-    shards = [load_state_dict(path) for path in ckpt.shards]
-    rules = rules_for(p.n_layers)
-    _check_inputs(shards, ckpt.shards, rules, p, vocab)
+    src.open()
+    rules = src.rules
     target = DTYPES[dtype]
     specs = [TensorSpec(r.hf, target, expected_shape(r, p, vocab)) for r in rules]
     plan = plan_shards(specs, max_shard_bytes)
     total = sum(s.nbytes for s in specs)
-    config = hf_config(p, vocab, version, dtype)
-    if p.rope_theta > 10000.0:
-        config["max_position_embeddings"] = 16384  # CodeLlama-style long-context checkpoints
+    config = src.config(dtype)
     tok_files = tokenizer_files(ckpt.tokenizer, max_length=config["max_position_embeddings"])
     check_free_space(
         output.absolute().parent, total + sum(len(v) for v in tok_files.values()) + (1 << 20)
     )
 
     def build(r: NameRule) -> tuple[str, torch.Tensor]:
-        return r.hf, _build(r, [sd[r.meta] for sd in shards], p, target, ckpt.size_dir)
+        return r.hf, src.tensor(r.hf, target)
 
     tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, rules)
 

@@ -74,16 +74,21 @@ class LlamaShape:
 
     @classmethod
     def read(cls, folder: Path) -> LlamaShape:
-        p = folder / "config.json"
-        if not p.is_file():
-            raise InputError(f"{p}: missing (the language check reads the model's shape there)")
-        try:
-            cfg = json.loads(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise InputError(f"{p}: not valid JSON ({type(exc).__name__})") from None
-        if not isinstance(cfg, dict):
-            raise InputError(f"{p}: expected a JSON object")
-        return cls.from_config(cfg, str(p))
+        return cls.from_config(read_config(folder), str(folder / "config.json"))
+
+
+def read_config(folder: Path) -> dict:
+    """A model folder's config.json as a dict; InputError naming the file when it is not one."""
+    p = folder / "config.json"
+    if not p.is_file():
+        raise InputError(f"{p}: missing (the model's shape is read there)")
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"{p}: not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"{p}: expected a JSON object")
+    return cfg
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

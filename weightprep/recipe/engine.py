@@ -338,10 +338,9 @@ class Runner:
                     )
             if s.run == "fetch":
                 psizes["source"] = None
-            if s.run == "convert-llama" and Path(str(opts["input"])).is_dir():
-                psizes["input"] = kinds.convert_input_bytes(
-                    Path(str(opts["input"])), opts.get("model_size")
-                )
+            meta = kinds.meta_input_bytes(s.run, opts)
+            if meta is not None:
+                psizes[meta[0]] = meta[1]
             est = kinds.estimate(s.run, opts, psizes)
             if not self.enabled(s):
                 planned.append(
@@ -349,7 +348,7 @@ class Runner:
                         s.id,
                         s.run,
                         "off",
-                        f"when {s.when} is empty",
+                        f"when {s.when} is empty or false",
                         cmd,
                         list(reads.values()),
                         None,
@@ -620,7 +619,7 @@ def render_md(doc: dict) -> str:
         )
     for s in doc["stages"]:
         if s["status"] == "off":
-            lines += ["", f"## {s['id']}", "", "off (its `when` setting is empty)"]
+            lines += ["", f"## {s['id']}", "", "off (its `when` setting is empty or false)"]
             continue
         lines += ["", f"## {s['id']}", "", f"`{s['command']}`"]
         if s.get("error"):

@@ -36,7 +36,7 @@ STAGE_KINDS: dict[str, tuple[set[str], set[str]]] = {
     "convert-llama": ({"input"}, {"model_size", "llama_version", "dtype", "verify_input"}),
     "verify": ({"folder", "manifest"}, {"strict"}),
     "fetch": ({"source"}, {"revision", "manifest"}),
-    "make-example-delta": ({"base"}, {"steps"}),
+    "make-example-delta": ({"base"}, {"steps", "model_size"}),
     "apply-delta": (
         {"base", "delta"},
         {
@@ -46,6 +46,8 @@ STAGE_KINDS: dict[str, tuple[set[str], set[str]]] = {
             "reference_text",
             "max_perplexity",
             "allow_base_mismatch",
+            "model_size",
+            "verify_input",
         },
     ),
     "patch-lavis-config": ({"llm"}, {"lavis", "model_type"}),

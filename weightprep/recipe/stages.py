@@ -54,13 +54,34 @@ def convert_input_bytes(root: Path, model_size: str | None) -> int | None:
     return total or weights_bytes(folder)
 
 
+def _reads_meta(kind: str, opts: dict, path: Path) -> bool:
+    """The stage reads `path` as Meta's download: convert-llama's input, or the BASE of a
+    one-pass apply-delta (or of make-example-delta)."""
+    if kind == "convert-llama":
+        return Path(str(opts.get("input"))) == path
+    if kind in ("apply-delta", "make-example-delta") and Path(str(opts.get("base"))) == path:
+        from weightprep.llama.convert import is_meta_download
+
+        return is_meta_download(path)
+    return False
+
+
+def meta_input_bytes(kind: str, opts: dict) -> tuple[str, int | None] | None:
+    """(option, bytes) of a Meta download a stage reads: its size folder's, not the root's."""
+    key = "input" if kind == "convert-llama" else "base"
+    path = Path(str(opts.get(key, "")))
+    if not path.is_dir() or not _reads_meta(kind, opts, path):
+        return None
+    return key, convert_input_bytes(path, opts.get("model_size"))
+
+
 def read_files(kind: str, opts: dict, path: Path) -> list[str] | None:
     """The files under input `path` a stage actually reads (names relative to it), so that a
     key digests those and not, say, every size of a 235 GB LLaMA download; None: all of it."""
     from weightprep.errors import WeightprepError
 
     try:
-        if kind == "convert-llama" and Path(str(opts.get("input"))) == path:
+        if _reads_meta(kind, opts, path):
             from weightprep.llama.layout import locate
 
             c = locate(path, opts.get("model_size"))
@@ -239,7 +260,12 @@ def run_stage(
 
         with staged_folder(out, force=True) as tmp:
             tmp.rmdir()
-            make_delta_example(Path(opts["base"]), tmp, steps=int(opts.get("steps", 10)))
+            make_delta_example(
+                Path(opts["base"]),
+                tmp,
+                steps=int(opts.get("steps", 10)),
+                model_size=opts.get("model_size") or None,
+            )
         return {"compared": GENERATED}
     if kind == "apply-delta":
         from weightprep.delta import LanguageOptions, apply_delta
@@ -260,6 +286,8 @@ def run_stage(
             if verify
             else None,
             allow_base_mismatch=_b(opts.get("allow_base_mismatch")),
+            model_size=opts.get("model_size") or None,
+            verify_input=opts.get("verify_input") or None,
         )
         return {
             "verified": r.verified,
