@@ -19,7 +19,7 @@ MODEL  ?= instructblip-vicuna7b
 LLM    ?=
 WEIGHTS ?=
 
-.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-publish lint clean
+.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-language bench-publish lint clean
 
 install: $(VENV)/.installed
 
@@ -94,6 +94,9 @@ bench-hash: install
 
 bench-publish: install
 	$(BIN)/python bench/publish.py
+
+bench-language: install
+	$(BIN)/python bench/language.py
 
 lint: install
 	$(BIN)/ruff check weightprep tests bench scripts

@@ -224,7 +224,7 @@ def check_folder(
     the reference passage, streamed. Raises InputError when it is not such a folder.
 
     Example: `check_folder(Path("vicuna-7b")).detail` ->
-    'perplexity 3.1 <= 50 on 402 tokens of the Gettysburg Address'.
+    'perplexity 3.1 <= 50 on N tokens of the Gettysburg Address' (figures illustrative).
     """
     from weightprep.io.reader import CheckpointReader
     from weightprep.llama.forward import read_config
