@@ -175,6 +175,23 @@ def scenarios(s: dict[str, Path]) -> list[Scenario]:
             [base, delta],
             _tensor_bytes(vicuna),
         ),
+        Scenario(  # the one-pass route: Meta's download as BASE
+            "apply-delta-meta",
+            "write",
+            lambda d: [
+                "apply-delta",
+                str(meta),
+                str(delta),
+                str(d / "out"),
+                "--model-size",
+                "7B",
+                "--verify",
+                "-q",
+            ],
+            "out",
+            [meta / "7B", meta / "tokenizer.model", delta],
+            _tensor_bytes(vicuna),
+        ),
         Scenario(
             "make-delta",
             "write",
@@ -213,7 +230,16 @@ def scenarios(s: dict[str, Path]) -> list[Scenario]:
 
 
 @pytest.mark.parametrize(
-    "name", ["convert-llama", "apply-delta", "make-delta", "hash", "run", "publish-folder"]
+    "name",
+    [
+        "convert-llama",
+        "apply-delta",
+        "apply-delta-meta",
+        "make-delta",
+        "hash",
+        "run",
+        "publish-folder",
+    ],
 )
 def test_kill_sweep(name, sources, tmp_path):
     sc = next(x for x in scenarios(sources) if x.name == name)

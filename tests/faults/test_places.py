@@ -76,7 +76,9 @@ def test_preflight_refuses_a_disk_that_is_visibly_too_small(meta_root, tmpfs):
     assert not any(fs.iterdir()) and _digest(meta_root / "7B") == before
 
 
-@pytest.mark.parametrize("command", ["convert-llama", "apply-delta", "publish", "run"])
+@pytest.mark.parametrize(
+    "command", ["convert-llama", "apply-delta", "apply-delta-meta", "publish", "run"]
+)
 def test_disk_filling_up_midway(writers, command, meta_root, converted, tmpfs):
     """Another process fills the disk while we write: one line, exit 3, nothing left of ours
     but whole, verified files, and the input untouched."""
@@ -199,13 +201,19 @@ def writers(tmp_path_factory, meta_root, converted):
             "write:50000",
         ),
         "apply-delta": (lambda o: ["apply-delta", base, delta, o], "write:50000"),
+        "apply-delta-meta": (
+            lambda o: ["apply-delta", meta_root, delta, o, "--model-size", "7B"],
+            "write:50000",
+        ),
         "publish": (lambda o: ["publish", base, o], "publish-copy:1000"),
         "run": (lambda o: ["run", recipe, "--workdir", o], "write:50000"),
         "hash": (lambda o: ["hash", base, "-o", o], "hash:1000"),
     }
 
 
-@pytest.mark.parametrize("command", ["convert-llama", "apply-delta", "publish", "run", "hash"])
+@pytest.mark.parametrize(
+    "command", ["convert-llama", "apply-delta", "apply-delta-meta", "publish", "run", "hash"]
+)
 def test_ctrl_c_stops_cleans_and_exits_130(writers, command, tmp_path):
     args, fault = writers[command]
     out = tmp_path / "out"
@@ -216,7 +224,7 @@ def test_ctrl_c_stops_cleans_and_exits_130(writers, command, tmp_path):
     assert time.monotonic() - t0 < 60
     left = [p for p in tmp_path.rglob("*") if any(m in p.name for m in ("partial", "lock"))]
     assert not left, left
-    if command in ("convert-llama", "apply-delta", "hash"):
+    if command in ("convert-llama", "apply-delta", "apply-delta-meta", "hash"):
         assert not list(tmp_path.iterdir())  # nothing under the output name either
 
 
