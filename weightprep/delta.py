@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,7 +237,7 @@ def combine(
         def build(n: str) -> tuple[str, torch.Tensor]:
             return n, op(base[n].to(torch.float16), other[n].to(torch.float16))
 
-        tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, names)
+        tensors = prefetch_map(build, names)
         # Per-tensor digests cost a second sha256 pass of CPU (docs/performance.md): computed
         # when the user asked for verification, which needs them.
         digests: dict[str, TensorEntry] | None = {} if (verify or want is not None) else None
@@ -286,6 +286,8 @@ def combine(
                 verifier.cancel()
             raise
         finally:
+            # join the prefetch thread before the readers close: it may be inside a read
+            tensors.close()
             progress.finish()
     return DeltaReport(
         output.absolute(), len(names), total, files, verified, time.monotonic() - t0, checks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -10,7 +10,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch_map(fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+def prefetch_map(fn: Callable[[T], R], items: Sequence[T]) -> Generator[R, None, None]:
     """`map(fn, items)`, computing item i+1 while item i is being used (one in flight).
 
     torch's copies and casts release the GIL, so building the next tensor overlaps writing and

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
@@ -294,7 +293,7 @@ def convert_meta_to_hf(
     def build(r: NameRule) -> tuple[str, torch.Tensor]:
         return r.hf, src.tensor(r.hf, target)
 
-    tensors: Iterator[tuple[str, torch.Tensor]] = prefetch_map(build, rules)
+    tensors = prefetch_map(build, rules)
 
     extra = {
         "config.json": (json.dumps(config, indent=2) + "\n").encode(),
@@ -324,6 +323,7 @@ def convert_meta_to_hf(
             verifier.cancel()
         raise
     finally:
+        tensors.close()  # joins the prefetch thread before the shards are dropped
         progress.finish()
     return ConversionReport(
         output=output.absolute(),
