@@ -233,3 +233,41 @@ def test_verify_reports_what_was_checked(tmp_path: Path, model: Path) -> None:
     assert res.exit_code == 0 and "manifest.yaml: verified" in " ".join(
         json.loads(res.stdout)["checks"]
     )
+
+
+def test_backup_in_a_git_checkout_says_how_to_keep_git_status_clean(converted, tmp_path):
+    """The backup sits beside the config; in a LAVIS git checkout the output says how to hide
+    it, and doing what it says leaves `git status` clean."""
+    import shlex
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from weightprep.cli.app import app
+
+    lavis = tmp_path / "LAVIS"
+    cfg = write_config(lavis / "lavis")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(lavis), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "lavis")
+    res = CliRunner().invoke(
+        app, ["patch-lavis-config", str(converted("7B")), "--lavis", str(lavis)]
+    )
+    assert res.exit_code == 0, res.output
+    note = next(line for line in res.stdout.splitlines() if line.startswith("note: "))
+    assert "git status" in note and str(lavis) in note
+    assert "?? lavis/configs/models/blip2/blip2_instruct_vicuna7b.yaml.weightprep-backup" in git(
+        "status", "--porcelain"
+    )
+    command = note.split("to hide it: ", 1)[1]
+    subprocess.run(command, shell=True, check=True)  # echo '*...' >> .git/info/exclude
+    assert git("status", "--porcelain").split() == ["M", str(cfg.relative_to(lavis))]
+    assert shlex.split(command)[0] == "echo"
+    res = CliRunner().invoke(app, ["patch-lavis-config", "--restore", "--lavis", str(lavis)])
+    assert res.exit_code == 0 and git("status", "--porcelain") == ""

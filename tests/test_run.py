@@ -168,7 +168,10 @@ def test_changes_rerun_exactly_the_stages_that_depend_on_them(tmp_path, own_meta
     shard = next((Path(wd) / "vicuna").glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
     res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "--plan"])
-    assert "its output changed or is missing" in res.stdout
+    assert f"changed since it was made: {shard.name}" in res.stdout  # the file, named
+    (Path(wd) / "vicuna" / "config.json").unlink()
+    res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "--plan"])
+    assert "missing config.json" in res.stdout
 
 
 @pytest.mark.parametrize(

@@ -341,3 +341,23 @@ def test_language_check_fails_an_untrained_vicuna(examples, converted, tmp_path)
     report = run_smoke(Options(model="instructblip-vicuna7b", max_new_tokens=8, **args))
     assert [c.name for c in report.failures] == ["language check"]
     assert "Gettysburg" in report.failures[0].detail and report.results == []
+
+
+def test_make_example_vlm_llm_messages(tmp_path):
+    """--llm given but wrong says what is wrong with it, not that it is missing."""
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["make-example-vlm", str(tmp_path / "a"), "--llm", str(tmp_path / "x")]
+    )
+    assert res.exit_code == 2 and "--llm" in res.stderr and "no such folder" in res.stderr
+    res = runner.invoke(app, ["make-example-vlm", str(tmp_path / "b"), "--llm", str(tmp_path)])
+    assert res.exit_code == 2 and "no config.json" in res.stderr and "needs --llm" not in res.stderr
+    res = runner.invoke(app, ["make-example-vlm", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "needs --llm" in res.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_lavis_backend_is_for_instructblip_only():
+    res = CliRunner().invoke(app, ["smoke-test", "--model", "vip-llava-7b", "--backend", "lavis"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "InstructBLIP only" in res.stderr and "pip install" not in res.stderr

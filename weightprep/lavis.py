@@ -256,6 +256,25 @@ class PatchResult:
     diff: str
     checks: tuple[str, ...]
     backup: Path | None
+    note: str | None = None  # where the backup sits, when that shows in `git status`
+
+
+def git_note(backup: Path) -> str | None:
+    """How to keep `git status` of the LAVIS checkout clean, when the backup is inside one.
+
+    The backup stays beside the config (so `--restore` finds it, wherever LAVIS is moved);
+    git's own per-checkout ignore list, `.git/info/exclude`, hides it without a tracked change.
+    """
+    for folder in backup.absolute().parents:
+        git = folder / ".git"
+        if git.exists():
+            exclude = (git / "info" / "exclude") if git.is_dir() else None
+            where = exclude or f"{folder}/.git's info/exclude"
+            return (
+                f"the backup {backup.name} is inside the git checkout {folder}, so `git status` "
+                f"lists it; to hide it: echo '*{BACKUP_SUFFIX}' >> {where}"
+            )
+    return None
 
 
 def _write_atomic_keep_mode(path: Path, data: bytes) -> None:
@@ -326,7 +345,7 @@ def patch_lavis_config(
     faults.reached("lavis", 1)
     _write_atomic_keep_mode(config, new.encode("utf-8"))
     faults.reached("lavis", 1)
-    return PatchResult(config, old, value, "patched", diff, checks, backup)
+    return PatchResult(config, old, value, "patched", diff, checks, backup, git_note(backup))
 
 
 def restore_lavis_config(*, lavis: Path | None = None, model_type: str = "vicuna7b") -> PatchResult:

@@ -75,6 +75,7 @@ def patch_lavis_config_cmd(
                     "new": r.new,
                     "checks": list(r.checks),
                     "backup": str(r.backup) if r.backup else None,
+                    "note": r.note,
                 },
                 indent=2,
             )
@@ -93,3 +94,5 @@ def patch_lavis_config_cmd(
         typer.echo(
             f"patched {r.config}: llm_model {r.old!r} -> {r.new!r} (original kept as {r.backup})"
         )
+        if r.note:
+            typer.echo(f"note: {r.note}")

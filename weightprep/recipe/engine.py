@@ -160,9 +160,25 @@ class Workdir:
     def still_valid(self, out: Path, files: dict[str, str]) -> bool:
         """The output holds exactly the recorded files with the recorded sha256s (files that did
         not change size, mtime or inode since they were recorded are not read again)."""
-        if not out.is_dir() or set(list_files(out)) != set(files):
-            return False
-        return self.sha256s(out, list(files)) == files
+        return self.damage(out, files) is None
+
+    def damage(self, out: Path, files: dict[str, str]) -> str | None:
+        """What differs from the recorded output, in words naming the files; None: nothing."""
+        if not out.is_dir():
+            return f"its output {out} is missing"
+        present = set(list_files(out))
+
+        def names(xs: set[str]) -> str:
+            xs_sorted = sorted(xs)
+            return ", ".join(xs_sorted[:3]) + (f" and {len(xs) - 3} more" if len(xs) > 3 else "")
+
+        if set(files) - present:
+            return f"{out}: missing {names(set(files) - present)}"
+        if present - set(files):
+            return f"{out}: not in its record: {names(present - set(files))}"
+        got = self.sha256s(out, list(files))
+        changed = {f for f in files if got.get(f) != files[f]}
+        return f"{out}: changed since it was made: {names(changed)}" if changed else None
 
 
 def manifest_digest(files: dict[str, str]) -> str:
@@ -367,10 +383,10 @@ class Runner:
                     action, reason = "pruned", "removed after use (keep_intermediate=false)"
                 elif out is None:
                     action, reason = "skip", "done with the same options and inputs"
-                elif self.wd.still_valid(out, rec.get("outputs", {})):
+                elif (damage := self.wd.damage(out, rec.get("outputs", {}))) is None:
                     action, reason = "skip", "done, and its output still verifies"
                 else:
-                    reason = "its output changed or is missing"
+                    reason = damage
             elif rec:
                 waiting = [r for r in self.recipe.refs.get(s.id, set()) if r in running]
                 reason = (

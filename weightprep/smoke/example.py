@@ -149,8 +149,18 @@ def _image_processor():
 
 
 def _llm_dir(llm: Path | None, model: str) -> Path:
-    if llm is None or not (llm / "config.json").is_file():
-        raise InputError(f"{model}: the example needs --llm, a converted tiny LLaMA folder")
+    if llm is None:
+        raise InputError(
+            f"{model}: the example needs --llm, a converted tiny LLaMA folder "
+            "(weightprep convert-llama's or apply-delta's output)"
+        )
+    if not llm.is_dir():
+        raise InputError(f"--llm {llm}: no such folder")
+    if not (llm / "config.json").is_file():
+        raise InputError(
+            f"--llm {llm}: no config.json: not a Hugging Face model folder (a Meta download "
+            "needs `weightprep convert-llama` first)"
+        )
     return llm
 
 
@@ -356,6 +366,8 @@ def build(model: str, out: Path, llm: Path | None = None) -> dict:
     (`weights`, and `llm` / `vision` where the model takes them)."""
     if model not in BUILDERS:
         raise InputError(f"unknown model {model!r}; one of: {', '.join(BUILDERS)}")
+    if BUILDERS[model] in (instructblip, vipllava):
+        _llm_dir(llm, model)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     args = BUILDERS[model](out, llm)
     (out / "smoke-args.json").write_text(json.dumps(args, indent=2) + "\n")

@@ -27,13 +27,16 @@ LAVIS_INSTALL = (
 
 
 def run_lavis(model: str, device: str, image_path: Path | None, prompt: str | None) -> Report:
+    if model not in MODEL_TYPES:  # before anything else: installing LAVIS would not help
+        raise InputError(
+            f"--backend lavis is for InstructBLIP only ({', '.join(MODEL_TYPES)}); "
+            f"{model} runs with the default backend (transformers)"
+        )
     if importlib.util.find_spec("lavis") is None:
         raise InputError(LAVIS_INSTALL)
     import torch
     from lavis.models import load_model_and_preprocess
 
-    if model not in MODEL_TYPES:
-        raise InputError(f"--backend lavis serves only {', '.join(MODEL_TYPES)}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     start = time.perf_counter()
