@@ -125,7 +125,8 @@ def test_generates_in_current_transformers(converted) -> None:
 def test_config_and_files(converted) -> None:
     out = converted("llama-2-70b")
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["num_key_value_heads"] == 2 and cfg["max_position_embeddings"] == 4096
+    assert cfg["num_key_value_heads"] == 8 and cfg["num_attention_heads"] == 16  # GQA
+    assert cfg["max_position_embeddings"] == 4096
     assert cfg["torch_dtype"] == "float16" and cfg["vocab_size"] == 512
     assert cfg["intermediate_size"] == 224
     one = json.loads((converted("7B") / "config.json").read_text())
@@ -297,3 +298,14 @@ def test_no_tensor_digests(meta_root: Path, tmp_path: Path) -> None:
     convert_meta_to_hf(meta_root, tmp_path / "o", model_size="7B", tensor_digests=False)
     m = read_manifest(tmp_path / "o" / "manifest.yaml")
     assert m.tensors == {} and "model-00001-of-00001.safetensors" in m.files
+
+
+@pytest.mark.parametrize("size,folder", [("70B", "llama-2-70b"), ("7b", "7B")])
+def test_size_names_and_meta_folder_names_agree(meta_root, converted, tmp_path, size, folder):
+    """`--model-size 70B` takes the example's llama-2-70b folder (8 shards, as Meta ships it),
+    exactly as `--model-size llama-2-70b` does."""
+    out = tmp_path / "out"
+    convert_meta_to_hf(meta_root, out, model_size=size)
+    same = converted(folder)
+    for f in sorted(p.name for p in same.iterdir() if p.suffix in (".safetensors", ".json")):
+        assert (out / f).read_bytes() == (same / f).read_bytes(), f

@@ -22,7 +22,7 @@ REF_ARGS = {
     "13B": ["--model_size", "13B"],
     "30B": ["--model_size", "30B"],
     "65B": ["--model_size", "65B"],
-    "llama-2-70b": ["--num_shards", "2", "--llama_version", "2"],
+    "llama-2-70b": ["--model_size", "70B", "--llama_version", "2"],
 }
 
 

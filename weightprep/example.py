@@ -50,15 +50,17 @@ EXAMPLES: tuple[ExampleModel, ...] = (
     ExampleModel("13B", 2, BASE_PARAMS),
     ExampleModel("30B", 4, BASE_PARAMS),
     ExampleModel("65B", 8, {**BASE_PARAMS, "norm_eps": 1e-05}),
+    # 8 shards, as Meta ships LLaMA-2-70B (so `--model-size 70B` takes it), with grouped-query
+    # attention: 16 heads sharing 8 key-value heads, one of each group per shard.
     ExampleModel(
         "llama-2-70b",
-        2,
+        8,
         {
             "dim": 64,
             "multiple_of": 32,
             "ffn_dim_multiplier": 1.3,
-            "n_heads": 8,
-            "n_kv_heads": 2,
+            "n_heads": 16,
+            "n_kv_heads": 8,
             "n_layers": 2,
             "norm_eps": 1e-05,
             "vocab_size": -1,
