@@ -186,3 +186,28 @@ def test_tensor_digests_prefer_safetensors_like_a_loader(converted, tmp_path: Pa
 
     torch.save(read_all(src), both / "pytorch_model.bin")
     assert tensor_digests(both) == tensor_digests(src)
+
+
+@pytest.mark.parametrize("flags", [[], ["-o", "-"]])
+def test_hash_writes_to_standard_output_by_default(folder: Path, tmp_path: Path, flags) -> None:
+    """As sha256sum does: no -o (or -o -) is standard output, and sha256sum -c reads it."""
+    res = invoke("hash", folder, "--format", "sha256sum", *flags)
+    assert res.exit_code == 0, res.output
+    assert not (Path.cwd() / "-").exists() and not (folder / "-").exists()
+    sums = tmp_path / "SUMS"
+    sums.write_text(res.stdout)
+    check = subprocess.run(
+        ["sha256sum", "-c", "--quiet", str(sums)], cwd=folder, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(res.stdout.splitlines()) == sum(1 for f in folder.rglob("*") if f.is_file())
+
+
+def test_verify_against_the_folders_own_manifest_lists_no_extra(converted) -> None:
+    """weightprep writes manifest.yaml and SHA256SUMS: neither is EXTRA against the other."""
+    out = converted("7B")
+    for own in ("manifest.yaml", "SHA256SUMS"):
+        res = invoke("verify", out, "--manifest", out / own, "--strict")
+        assert res.exit_code == 0, res.output
+        assert not [line for line in res.stdout.splitlines() if line.startswith("EXTRA")]
+        assert "0 EXTRA" in res.stdout

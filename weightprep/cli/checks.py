@@ -19,7 +19,12 @@ class HashFormat(StrEnum):
 
 def hash_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder to describe.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Manifest file to write.")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o", "--output", help="Manifest file to write; - (the default) is standard output."
+        ),
+    ] = "-",
     tensors: Annotated[
         bool, typer.Option(help="Also record every tensor's dtype, shape and sha256.")
     ] = False,
@@ -31,13 +36,14 @@ def hash_cmd(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Hash every file under FOLDER (in parallel) and write a manifest.
+    """Hash every file under FOLDER (in parallel) and write a manifest, to standard output
+    unless -o names a file.
 
     Examples:
 
       weightprep hash llama-7b-hf -o llama-7b-hf.yaml --tensors
 
-      weightprep hash ~/LLaMA/7B -o SHA256SUMS --format sha256sum
+      weightprep hash ~/LLaMA/7B --format sha256sum > SHA256SUMS
     """
     from weightprep.checksum import hash_tree, tensor_digests
     from weightprep.io.atomic import write_atomic
@@ -50,7 +56,7 @@ def hash_cmd(
             raise InputError("--tensors needs --format yaml (sha256sum lists files only)")
         progress = make_progress(quiet)
         files = hash_tree(folder, progress)
-        rel_out = _inside(folder, output)
+        rel_out = _inside(folder, Path(output)) if not to_stdout else None
         if rel_out:
             files.pop(rel_out, None)
         m = Manifest(
@@ -58,14 +64,17 @@ def hash_cmd(
             files,
             tensors=tensor_digests(folder) if tensors else {},
         )
-        write_atomic(
-            output, (dump_sums(m) if format is HashFormat.sha256sum else dump_yaml(m)).encode()
-        )
-        return m
+        text = dump_sums(m) if format is HashFormat.sha256sum else dump_yaml(m)
+        if not to_stdout:
+            write_atomic(Path(output), text.encode())
+        return m, text
 
-    m = run_core(go)
-    if not quiet:
-        extra = f", {len(m.tensors)} tensors" if m.tensors else ""
+    to_stdout = output == "-"
+    m, text = run_core(go)
+    extra = f", {len(m.tensors)} tensors" if m.tensors else ""
+    if to_stdout:
+        typer.echo(text, nl=False)
+    elif not quiet:
         typer.echo(f"wrote {output}: {len(m.files)} files{extra}")
 
 
@@ -115,6 +124,7 @@ def verify_cmd(
       weightprep verify vicuna-7b --manifest vicuna.yaml --tensors
     """
     from weightprep.checksum import verify_files, verify_tensors
+    from weightprep.io.outputs import MANIFEST_NAME, SUMS_NAME
     from weightprep.manifest import resolve_manifest
 
     remote = folder.startswith(("hf://", "gdrive://"))
@@ -134,11 +144,14 @@ def verify_cmd(
             )
             return m, report, ()
         rel = _inside(Path(folder), path) if path else None
+        # A folder's own manifest.yaml and SHA256SUMS describe it and cannot list themselves:
+        # never EXTRA (when the manifest lists them, they are still checked).
+        own = {MANIFEST_NAME, SUMS_NAME}
         report = verify_files(
             Path(folder),
             m,
             strict=strict,
-            ignore=frozenset({rel} if rel else ()),
+            ignore=frozenset(own | ({rel} if rel else set())),
             progress=make_progress(quiet or json_out),
         )
         tens = verify_tensors(Path(folder), m) if tensors else ()
