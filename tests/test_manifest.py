@@ -131,3 +131,17 @@ def test_shipped_params_hash_matches_metas_real_params_json(size: str) -> None:
     assert entry.size == 101 and entry.sha256 == hashlib.sha256(raw).hexdigest()
     if entry.md5:
         assert entry.md5 == hashlib.md5(raw).hexdigest()
+
+
+def test_manifests_lists_whole_first_sentences():
+    from typer.testing import CliRunner
+
+    from weightprep.cli.app import app
+    from weightprep.manifest import shipped
+
+    res = CliRunner().invoke(app, ["manifests"])
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(shipped())
+    for line in lines:
+        assert line.endswith("checks the folder as downloaded."), line  # not cut mid-sentence

@@ -213,5 +213,16 @@ def manifests_cmd() -> None:
     from weightprep.manifest import shipped
 
     for name, m in shipped().items():
-        first = m.description.strip().splitlines()[0] if m.description.strip() else ""
-        typer.echo(f"{name:12} {len(m.files):3} files  {first}")
+        typer.echo(f"{name:12} {len(m.files):3} files  {first_sentence(m.description)}")
+
+
+def first_sentence(text: str) -> str:
+    """The description's first sentence, whole, on one line (YAML folds it over several)."""
+    flat = " ".join(text.split())
+    depth, end = 0, len(flat)
+    for i, c in enumerate(flat):  # a full stop inside parentheses does not end it
+        depth += (c == "(") - (c == ")")
+        if c == "." and depth == 0 and (i + 1 == len(flat) or flat[i + 1] == " "):
+            end = i + 1
+            break
+    return flat[:end]
