@@ -90,15 +90,12 @@ def preflight(
 
 
 def _copy_json(src: Path, name: str, dtype: str | None = None) -> bytes | None:
+    from weightprep.io.jsonfile import read_object
+
     p = src / name
     if not p.is_file():
         return None
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"{p}: not valid JSON ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(doc, dict):
-        raise InputError(f"{p}: expected a JSON object, got a {type(doc).__name__}")
+    doc = read_object(p)
     if dtype is not None:
         doc["torch_dtype"] = dtype
     return (json.dumps(doc, indent=2) + "\n").encode()

@@ -10,7 +10,6 @@ functions train the tiny example (with autograd) and score a 7B folder (streamed
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +79,11 @@ class LlamaShape:
 def read_config(folder: Path) -> dict:
     """A model folder's config.json as a dict; InputError naming the file when it is not one."""
     p = folder / "config.json"
+    from weightprep.io.jsonfile import read_object
+
     if not p.is_file():
         raise InputError(f"{p}: missing (the model's shape is read there)")
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"{p}: not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"{p}: expected a JSON object")
-    return cfg
+    return read_object(p)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

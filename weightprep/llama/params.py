@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,15 +119,9 @@ def parse_params(raw: dict, source: str = "params.json") -> LlamaParams:
 def read_params(path: Path) -> LlamaParams:
     if not path.is_file():
         raise InputError(f"{path}: params.json not found (Meta ships one in each size folder)")
-    if path.stat().st_size > MAX_PARAMS_BYTES:
-        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a params.json")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return parse_params(raw, str(path))
+    from weightprep.io.jsonfile import read_object
+
+    return parse_params(read_object(path, MAX_PARAMS_BYTES), str(path))
 
 
 def hf_config(p: LlamaParams, vocab_size: int, llama_version: int, dtype: str) -> dict:
