@@ -63,7 +63,11 @@ def hash_cmd(
         )
         return m
 
-    m = run_core(go)
+    m = run_core(
+        go,
+        interrupted=f"interrupted while hashing {folder}: no manifest was written ({output} is "
+        "as it was); run the same command again",
+    )
     if not quiet:
         extra = f", {len(m.tensors)} tensors" if m.tensors else ""
         typer.echo(f"wrote {output}: {len(m.files)} files{extra}")
@@ -144,7 +148,11 @@ def verify_cmd(
         tens = verify_tensors(Path(folder), m) if tensors else ()
         return m, report, tens
 
-    m, report, tens = run_core(go)
+    m, report, tens = run_core(
+        go,
+        interrupted=f"interrupted while verifying {folder}: nothing was reported or written; "
+        "run the same command again to check it",
+    )
     tensors_ok = all(r.status == "OK" or (r.status == "EXTRA" and not strict) for r in tens)
     ok = report.ok and tensors_ok
     if json_out:

@@ -90,7 +90,9 @@ def convert_llama(
             use_checklists=checklists,
             tensor_digests=tensor_digests,
             progress=make_progress(quiet or json_out),
-        )
+        ),
+        interrupted=f"interrupted while converting {input}: its temporary folder was removed "
+        f"and {output} is as it was; run the same command again to start over",
     )
     if json_out:
         typer.echo(
