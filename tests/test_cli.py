@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from weightprep import __version__
 from weightprep.cli.app import app, main
-from weightprep.cli.common import parse_size
+from weightprep.cli.common import parse_dtype, parse_size
 
 
 def test_parse_size() -> None:
@@ -166,3 +166,23 @@ def test_usage_errors_through_the_installed_command() -> None:
     assert version.returncode == 0 and version.stdout.strip() == __version__
     bare = run()  # no_args_is_help: the help, as before
     assert bare.returncode == 2 and "Commands" in bare.stderr and "error:" not in bare.stderr
+
+
+@pytest.mark.parametrize(
+    "given,meant", [("fp16", "float16"), ("BF16", "bfloat16"), ("fp32", "float32")]
+)
+def test_dtype_short_names(given, meant, meta_root: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        ["convert-llama", str(meta_root / "7B"), str(tmp_path / "o"), "--dtype", given, "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["dtype"] == meant
+
+
+def test_dtype_parsing() -> None:
+    assert parse_dtype("bf16") == "bfloat16" and parse_dtype("float32") == "float32"
+    assert parse_dtype("auto", auto=True) == "auto"
+    for bad, auto in (("auto", False), ("fp8", True), ("half", False)):
+        with pytest.raises(typer.BadParameter, match="fp16, bf16, fp32"):
+            parse_dtype(bad, auto=auto)

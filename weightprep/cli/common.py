@@ -41,6 +41,20 @@ def parse_size(text: str) -> int:
     return n
 
 
+DTYPES = ("float16", "bfloat16", "float32")
+DTYPE_ALIASES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def parse_dtype(text: str, auto: bool = False) -> str:
+    """`--dtype` in either spelling: 'fp16' -> 'float16', 'bf16' -> 'bfloat16', 'fp32' ->
+    'float32' (the short names are what most tools print); 'auto' only where `auto`."""
+    name = DTYPE_ALIASES.get(text.lower(), text.lower())
+    allowed = (("auto",) if auto else ()) + DTYPES
+    if name not in allowed:
+        raise typer.BadParameter(f"{text!r}: one of {', '.join(allowed)} (or fp16, bf16, fp32)")
+    return name
+
+
 class RichProgress:
     """Bytes, rate and the current item on stderr, via rich (imported only when shown)."""
 
