@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     """The `weightprep` entry point: a usage error is one line and a hint, exit 2.
 
     Click would print the usage synopsis, a `Try ... --help` line and the error: three parts
-    for one typo. Example: `main(["hash", "--outptu", "x"])` prints
-    `error: no such option: --outptu (see: weightprep hash --help)` and exits 2.
+    for one typo. Example: `main(["hash", "x", "--outptu", "x.yaml"])` prints `error: no such
+    option: --outptu (Possible options: --output) (see: weightprep hash --help)`, exit 2.
     """
     try:
         rv = typer.main.get_command(app).main(argv, prog_name="weightprep", standalone_mode=False)
