@@ -211,3 +211,55 @@ def test_verify_against_the_folders_own_manifest_lists_no_extra(converted) -> No
         assert res.exit_code == 0, res.output
         assert not [line for line in res.stdout.splitlines() if line.startswith("EXTRA")]
         assert "0 EXTRA" in res.stdout
+
+
+def _sparse(path: Path, size: int = 64 * 2**30) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)  # reads as zeros, takes no disk: far more than a second to hash
+    return path
+
+
+def test_one_failing_file_stops_the_others_at_once(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from weightprep.checksum import hash_file, map_stoppable
+
+    big = _sparse(tmp_path / "big.bin")
+    seen: list[threading.Event] = []
+
+    def work(p: Path, stop: threading.Event) -> dict[str, str]:
+        seen.append(stop)
+        if p.name == "gone.bin":
+            time.sleep(0.3)
+            raise FileNotFoundError(p)
+        return hash_file(p, stop=stop)
+
+    t0 = time.monotonic()
+    with pytest.raises(FileNotFoundError):
+        map_stoppable(work, [big, tmp_path / "gone.bin"])
+    assert time.monotonic() - t0 < 5  # hashing 64 GiB would take minutes
+    assert all(s.is_set() for s in seen)
+
+
+def test_ctrl_c_while_waiting_for_the_input_check_stops_it(tmp_path: Path) -> None:
+    """convert-llama and apply-delta wait for Meta's md5 check after writing; Ctrl-C there must
+    not wait for the check to read the rest of the input."""
+    import signal
+    import threading
+    import time
+
+    from weightprep.llama.input_check import Check, InputVerifier
+
+    big = _sparse(tmp_path / "consolidated.00.pth")
+    v = InputVerifier([Check(big, "md5", "0" * 32, None, "checklist.chk")])
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            v.result()
+    finally:
+        timer.cancel()
+        timer.join()
+    assert time.monotonic() - t0 < 3

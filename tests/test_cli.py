@@ -1,12 +1,16 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
-from weightprep.cli.app import app
-from weightprep.cli.common import parse_size
+from weightprep import __version__
+from weightprep.cli.app import app, main
+from weightprep.cli.common import parse_dtype, parse_size
 
 
 def test_parse_size() -> None:
@@ -84,3 +88,101 @@ def test_every_command_has_working_help() -> None:
     for name in names:
         res = runner.invoke(app, [name, "--help"])
         assert res.exit_code == 0, (name, res.output)
+
+
+def _commands(group=None, path=()):
+    """(path, command) for every command and subcommand the real entry point dispatches to."""
+    group = group or typer.main.get_command(app)
+    for name, cmd in sorted(group.commands.items()):
+        yield (*path, name), cmd
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, (*path, name))
+
+
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    out, err = capsys.readouterr()
+    return exit.value.code, out, err
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _commands()], ids=" ".join)
+def test_a_misspelled_option_is_one_line_and_exit_2(path, capsys) -> None:
+    code, out, err = _main([*path, "--quitet"], capsys)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: no such option: --quitet{_maybe_hint(err)} (see: weightprep {' '.join(path)} --help)"
+    ]
+
+
+def _maybe_hint(err: str) -> str:
+    """Click adds its close matches, if any: `(Possible options: --quiet)`."""
+    m = re.search(r" \(Possible options: [^)]*\)", err)
+    return m.group(0) if m else ""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p, c in _commands() if any(q.required for q in c.params)],
+    ids=" ".join,
+)
+def test_a_missing_argument_is_one_line_and_exit_2(path, capsys) -> None:
+    code, out, err = _main(list(path), capsys)
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert re.fullmatch(
+        rf"error: missing (argument|option) '[^']+' \(see: weightprep {' '.join(path)} --help\)",
+        line,
+    ), line
+
+
+def test_usage_errors_through_the_installed_command() -> None:
+    """`python -m weightprep` runs the same main(): one line, exit 2; help and version as usual."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "weightprep", *args], capture_output=True, text=True
+        )
+
+    typo = run("hash", "somewhere", "--outptu", "x.yaml")
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert typo.stderr == (
+        "error: no such option: --outptu (Possible options: --output) "
+        "(see: weightprep hash --help)\n"
+    )
+    extra = run("manifests", "surplus")
+    assert extra.returncode == 2 and len(extra.stderr.splitlines()) == 1
+    assert extra.stderr.startswith("error: got unexpected extra argument")
+    unknown = run("hahs")
+    assert unknown.returncode == 2
+    assert unknown.stderr == (
+        "error: no such command 'hahs'. Did you mean 'hash'? (see: weightprep --help)\n"
+    )
+    for flag in ("-h", "--help"):
+        for args in ((flag,), ("hash", flag), ("recipes", "show", flag)):
+            res = run(*args)
+            assert res.returncode == 0 and res.stdout.startswith("Usage: weightprep"), args
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == __version__
+    bare = run()  # no_args_is_help: the help, as before
+    assert bare.returncode == 2 and "Commands" in bare.stderr and "error:" not in bare.stderr
+
+
+@pytest.mark.parametrize(
+    "given,meant", [("fp16", "float16"), ("BF16", "bfloat16"), ("fp32", "float32")]
+)
+def test_dtype_short_names(given, meant, meta_root: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        ["convert-llama", str(meta_root / "7B"), str(tmp_path / "o"), "--dtype", given, "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["dtype"] == meant
+
+
+def test_dtype_parsing() -> None:
+    assert parse_dtype("bf16") == "bfloat16" and parse_dtype("float32") == "float32"
+    assert parse_dtype("auto", auto=True) == "auto"
+    for bad, auto in (("auto", False), ("fp8", True), ("half", False)):
+        with pytest.raises(typer.BadParameter, match="fp16, bf16, fp32"):
+            parse_dtype(bad, auto=auto)

@@ -264,3 +264,60 @@ def test_debug_shows_the_traceback(tmp_path):
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     debug = _run(["--debug", "hash", tmp_path / "missing", "-o", tmp_path / "x.yaml"])
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "InputError" in debug.stderr
+
+
+def _bytes_read(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/PID/io")
+
+
+@pytest.mark.parametrize("command", ["hash", "verify"])
+def test_ctrl_c_inside_one_long_file_stops_within_a_second(command, tmp_path):
+    """Ctrl-C a second into hashing one 64 GiB file (sparse: no disk used). Reading and hashing
+    it takes well over 10 s anywhere (sha256 runs at under 3 GB/s per core); the command must
+    stop within a second of the signal, long before it could have read the file."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    big = folder / "big.bin"
+    size = 64 * 2**30
+    with open(big, "wb") as f:
+        f.truncate(size)
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text(f"{'0' * 64}  big.bin\n")
+    args = {
+        "hash": ["hash", folder, "-o", tmp_path / "m.yaml"],
+        "verify": ["verify", folder, "--manifest", sums],
+    }[command]
+    env = {k: v for k, v in os.environ.items() if k != "WEIGHTPREP_FAULT"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "weightprep", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _bytes_read(proc.pid) < 64 * 2**20:  # hashing is under way
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "hashing never started"
+            time.sleep(0.02)
+        time.sleep(1)
+        read_before = _bytes_read(proc.pid)
+        t0 = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        stopped_after = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert stopped_after < 2, f"{command} took {stopped_after:.1f} s to stop"
+    assert read_before < size / 4  # the test itself was not too slow to mean anything
+    line = _one_line_error(subprocess.CompletedProcess(args, 130, out, err))
+    want = {"hash": "interrupted while hashing", "verify": "interrupted while verifying"}
+    assert line.startswith(f"error: {want[command]} {folder}") and "again" in line
+    assert out == "" and not (tmp_path / "m.yaml").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from weightprep import __version__
@@ -20,6 +22,7 @@ app = typer.Typer(
     name="weightprep",
     help="Prepare and verify large-model weights for vision-language research.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts show [OPTIONAL/PARTS] literally, not as markup
@@ -64,5 +67,34 @@ def _root(
         os.environ["WEIGHTPREP_DEBUG"] = "1"
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The `weightprep` entry point: a usage error is one line and a hint, exit 2.
+
+    Click would print the usage synopsis, a `Try ... --help` line and the error: three parts
+    for one typo. Example: `main(["hash", "x", "--outptu", "x.yaml"])` prints `error: no such
+    option: --outptu (Possible options: --output) (see: weightprep hash --help)`, exit 2.
+    """
+    try:
+        rv = typer.main.get_command(app).main(argv, prog_name="weightprep", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's UsageError and its kind
+        ctx = getattr(exc, "ctx", None)
+        message = exc.format_message()
+        if ctx is not None and message == ctx.get_help():  # no_args_is_help: the help itself
+            typer.echo(message, err=True)
+            sys.exit(exc.exit_code)
+        where = ctx.command_path if ctx is not None else "weightprep"
+        typer.echo(f"error: {_sentence(message)} (see: {where} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    # an Exit is returned, not raised, when standalone_mode is off: keep its code
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _sentence(message: str) -> str:
+    """Click's message as one line in our style: lower-case start, no closing period."""
+    line = " ".join(message.split())
+    if line[:2].istitle():  # "Missing argument", not "NAME" or "'--x'"
+        line = line[0].lower() + line[1:]
+    return line.removesuffix(".")

@@ -70,7 +70,12 @@ def hash_cmd(
         return m, text
 
     to_stdout = output == "-"
-    m, text = run_core(go)
+    m, text = run_core(
+        go,
+        interrupted=f"interrupted while hashing {folder}: no manifest was written"
+        + ("" if to_stdout else f" ({output} is as it was)")
+        + "; run the same command again",
+    )
     extra = f", {len(m.tensors)} tensors" if m.tensors else ""
     if to_stdout:
         typer.echo(text, nl=False)
@@ -157,7 +162,11 @@ def verify_cmd(
         tens = verify_tensors(Path(folder), m) if tensors else ()
         return m, report, tens
 
-    m, report, tens = run_core(go)
+    m, report, tens = run_core(
+        go,
+        interrupted=f"interrupted while verifying {folder}: nothing was reported or written; "
+        "run the same command again to check it",
+    )
     tensors_ok = all(r.status == "OK" or (r.status == "EXTRA" and not strict) for r in tens)
     ok = report.ok and tensors_ok
     if json_out:

@@ -41,6 +41,20 @@ def parse_size(text: str) -> int:
     return n
 
 
+DTYPES = ("float16", "bfloat16", "float32")
+DTYPE_ALIASES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def parse_dtype(text: str, auto: bool = False) -> str:
+    """`--dtype` in either spelling: 'fp16' -> 'float16', 'bf16' -> 'bfloat16', 'fp32' ->
+    'float32' (the short names are what most tools print); 'auto' only where `auto`."""
+    name = DTYPE_ALIASES.get(text.lower(), text.lower())
+    allowed = (("auto",) if auto else ()) + DTYPES
+    if name not in allowed:
+        raise typer.BadParameter(f"{text!r}: one of {', '.join(allowed)} (or fp16, bf16, fp32)")
+    return name
+
+
 class RichProgress:
     """Bytes, rate and the current item on stderr, via rich (imported only when shown)."""
 
@@ -103,10 +117,17 @@ def make_progress(quiet: bool) -> Progress:
     return RichProgress()
 
 
-def run_core(fn: Callable[[], T]) -> T:
+INTERRUPTED = (
+    "interrupted: temporary files were removed and nothing was left under an output name; "
+    "run the same command again to start over (`weightprep run` resumes)"
+)
+
+
+def run_core(fn: Callable[[], T], interrupted: str = INTERRUPTED) -> T:
     """Run a core call; turn our errors (and the machine's) into one line on stderr and an exit
-    code: 1 verification, 2 bad input, 3 environment, 130 interrupted. `--debug` (or
-    WEIGHTPREP_DEBUG=1) shows the traceback instead."""
+    code (the table in docs/reliability.md): 1 verification, 2 bad input, 3 environment, 130
+    interrupted, when the line is `error: ` + `interrupted` (what was stopped, what was left,
+    what next). `--debug` (or WEIGHTPREP_DEBUG=1) shows the traceback instead."""
     debug = os.environ.get("WEIGHTPREP_DEBUG") == "1"
     try:
         return fn()
@@ -118,11 +139,9 @@ def run_core(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         if debug:
             raise
-        typer.echo(
-            "error: interrupted: temporary files were removed and nothing was left under an "
-            "output name; run the same command again to start over (`weightprep run` resumes)",
-            err=True,
-        )
+        if sys.stderr.isatty():  # the terminal echoed ^C where the cursor was: start afresh
+            typer.echo("", err=True)
+        typer.echo(f"error: {interrupted}", err=True)
         raise typer.Exit(130) from None
     except OSError as exc:  # the machine said no: full, read-only, forbidden, gone
         if debug:

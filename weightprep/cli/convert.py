@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, parse_size, run_core
-
-
-class Dtype(StrEnum):
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-    float32 = "float32"
+from weightprep.cli.common import make_progress, parse_dtype, parse_size, run_core
 
 
 def convert_llama(
@@ -41,8 +34,12 @@ def convert_llama(
         ),
     ] = None,
     dtype: Annotated[
-        Dtype, typer.Option(help="float16 keeps Meta's bits exactly.")
-    ] = Dtype.float16,
+        str,
+        typer.Option(
+            callback=lambda v: parse_dtype(v),
+            help="float16 (fp16: keeps Meta's bits exactly), bfloat16 (bf16) or float32 (fp32).",
+        ),
+    ] = "float16",
     max_shard_size: Annotated[
         str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).")
     ] = "5GB",
@@ -83,14 +80,16 @@ def convert_llama(
             output,
             model_size=model_size,
             llama_version=llama_version,
-            dtype=dtype.value,
+            dtype=dtype,
             max_shard_bytes=shard_bytes,
             force=force,
             verify_input=verify_input,
             use_checklists=checklists,
             tensor_digests=tensor_digests,
             progress=make_progress(quiet or json_out),
-        )
+        ),
+        interrupted=f"interrupted while converting {input}: its temporary folder was removed "
+        f"and {output} is as it was; run the same command again to start over",
     )
     if json_out:
         typer.echo(

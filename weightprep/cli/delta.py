@@ -198,7 +198,11 @@ def apply_delta_cmd(
             verify_input=verify_input,
         )
 
-    report = run_core(go)
+    report = run_core(
+        go,
+        interrupted=f"interrupted while merging {delta} into {base}: its temporary folder was "
+        f"removed and {output} is as it was; run the same command again to start over",
+    )
     _report(report, json_out, quiet, f"applied {resolved['delta'].name} to {base.name}")
     if compare_to is not None:
         _compare_and_exit(report.output, resolved["compare"], json_out=False, quiet=quiet)
@@ -223,7 +227,9 @@ def make_delta_cmd(
     report = run_core(
         lambda: make_delta(
             base, target, output, force=force, progress=make_progress(quiet or json_out)
-        )
+        ),
+        interrupted=f"interrupted while making the delta {target} - {base}: its temporary "
+        f"folder was removed and {output} is as it was; run the same command again to start over",
     )
     _report(report, json_out, quiet, f"made the delta {target.name} - {base.name}")
 

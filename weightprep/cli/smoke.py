@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import quiet_libraries, run_core
+from weightprep.cli.common import parse_dtype, quiet_libraries, run_core
 
 MODELS = (
     "instructblip-vicuna7b",
@@ -79,7 +79,13 @@ def smoke_test_cmd(
         str | None, typer.Option(help="One prompt instead of the model's set.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float16, bfloat16 or float32.")] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            callback=lambda v: parse_dtype(v, auto=True),
+            help="auto, float16 (fp16), bfloat16 (bf16) or float32 (fp32).",
+        ),
+    ] = "auto",
     quantize: Annotated[
         str, typer.Option(help="none, 8bit or 4bit (CUDA + bitsandbytes).")
     ] = "none",
@@ -121,7 +127,6 @@ def smoke_test_cmd(
     choices = {
         "--model": (model, MODELS),
         "--device": (device, ("auto", "cpu", "cuda")),
-        "--dtype": (dtype, ("auto", "float16", "bfloat16", "float32")),
         "--quantize": (quantize, ("none", "8bit", "4bit")),
         "--backend": (backend, ("transformers", "lavis")),
     }

@@ -97,6 +97,9 @@ class InputVerifier:
         """Wait for the hashes; return what was verified, or raise VerificationError."""
         try:
             bad = self._future.result()
+        except BaseException:  # Ctrl-C while waiting: stop the hashing, or shutdown waits for it
+            self._stop.set()
+            raise
         finally:
             self._pool.shutdown()
         if bad:
