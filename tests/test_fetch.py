@@ -218,7 +218,7 @@ def test_drive_killed_mid_file_resumes(drive, tmp_path):
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not out.exists()
-    part = tmp_path / "out.partial" / "big.bin.part"
+    part = tmp_path / "out.partial" / ".big.bin.partial"
     assert 2**20 <= part.stat().st_size < size
     first = drive.bytes_served
     result = fetch("gdrive://root/models", out, chunk_size=CHUNK)

@@ -127,7 +127,7 @@ def test_sigkill_during_copy_then_rerun(tmp_path):
     want = _tree(src)
     landed = {k: v for k, v in _tree(dest).items() if not k.startswith(".")}
     assert landed == {k: want[k] for k in ("SHA256SUMS", "a.bin")}
-    assert not (dest / "b.bin").exists() and (dest / ".b.bin.weightprep-partial").exists()
+    assert not (dest / "b.bin").exists() and (dest / ".b.bin.partial").exists()
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _tree(dest) == _tree(src)

@@ -138,10 +138,10 @@ def hash_files(
 
 def resolve_inside(folder: Path, rel: str) -> Path:
     """`folder/rel`, refusing anything (such as a symlink) that resolves outside `folder`."""
+    from weightprep.io.atomic import is_inside
+
     check_relpath(rel, str(folder))
-    root = folder.resolve()
-    p = (folder / rel).resolve()
-    if p != root and root not in p.parents:
+    if not is_inside(folder / rel, folder):
         raise ManifestError(f"{folder / rel}: resolves outside {folder} (symlink?); refused")
     return folder / rel
 

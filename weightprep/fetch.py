@@ -12,10 +12,14 @@ holds: a staging folder of another source is emptied first).
   folder (with its download record), so that a re-run fetches it again.
 - `gdrive://FOLDER_ID[/SUB/PATH]`: the folder is listed with its checksums, and each file is
   downloaded in `chunk_size` HTTP Range requests (`files/{id}?alt=media`, through the Drive
-  service's own authorized transport) into `REL.part`, hashed as it arrives; a re-run resumes a
-  `.part` from its size. 5xx, 429 and dropped connections are retried with backoff. Each file's
+  service's own authorized transport) into `.NAME.partial` beside its final name, hashed as it
+  arrives; a re-run resumes it from its size. Each file's
   sha256 is checked against Drive's `sha256Checksum` (md5 where that is all Drive has).
 - `manifest`, when given, is checked too, from the same digests (no second read).
+- Both backends are `weightprep.remote`'s: one retry loop (5xx, 429, dropped or refused
+  connections, unresolvable hosts, timeouts; `WEIGHTPREP_RETRY_BUDGET`), after which a remote
+  that keeps failing is a NetworkError (exit 3) before the staging folder is touched, or with
+  the staging folder kept for a re-run to continue.
 
 Paths in a remote listing are untrusted: absolute paths, `..`, or anything resolving outside the
 staging folder are refused before anything is downloaded.
@@ -25,32 +29,34 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from weightprep.checksum import CHUNK as READ_CHUNK
-from weightprep.checksum import hash_file, hashers, list_files, resolve_inside, workers
+from weightprep.checksum import hash_file, list_files, resolve_inside, workers
 from weightprep.errors import (
     DiskSpaceError,
     InputError,
     OutputExistsError,
     VerificationError,
-    one_line,
 )
-from weightprep.io import faults
-from weightprep.io.atomic import check_free_space, output_lock, partial_path, replace_folder
+from weightprep.io.atomic import (
+    check_free_space,
+    output_lock,
+    partial_file,
+    partial_path,
+    replace_folder,
+)
 from weightprep.manifest import Manifest, ManifestError, check_relpath, resolve_manifest
 from weightprep.progress import NullProgress, Progress
-from weightprep.publish.dest import Dest, parse_dest
+from weightprep.remote.listing import Listed, mismatch
+from weightprep.remote.location import Location, parse_location
 
 CHUNK = 64 * 2**20
 MARKER = ".weightprep-fetch"
 HF_BOOKKEEPING = ".cache/huggingface"
-PART = ".part"
 
 
 @dataclass
@@ -155,7 +161,7 @@ def _fetch_locked(dest, final, revision, manifest, credentials, force, chunk_siz
 # --- source, output and staging folder ---------------------------------------------------------
 
 
-def _parse_source(text: str) -> Dest:
+def _parse_source(text: str) -> Location:
     if not text.startswith(("hf://", "gdrive://")):
         if "://" in text:
             raise InputError(f"{text}: unknown source; use hf://NAMESPACE/NAME or gdrive://ID")
@@ -163,7 +169,7 @@ def _parse_source(text: str) -> Dest:
             f"{text}: a local folder; fetch downloads hf:// or gdrive:// sources (to copy a "
             f"folder, use `weightprep publish {text} DIR`)"
         )
-    return parse_dest(text)
+    return parse_location(text)
 
 
 def _check_output(final: Path, force: bool) -> None:
@@ -287,64 +293,25 @@ def _check_manifest(stage: Path, manifest: Manifest, result: FetchResult) -> Non
 # --- Hugging Face Hub --------------------------------------------------------------------------
 
 
-def _hub_call(what: str, fn):
-    """`publish.hub._retrying`, with the HTTP library's own transport errors counted as
-    dropped connections, and offline mode or a missing repo said plainly."""
-    from huggingface_hub.errors import (
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    from weightprep.publish.hub import _retrying, token_source
-
-    def guarded():
-        try:
-            return fn()
-        except OfflineModeIsEnabled:
-            raise InputError(f"{what}: HF_HUB_OFFLINE is set; unset it to download") from None
-        except RevisionNotFoundError as exc:
-            raise InputError(f"{what}: no such revision ({one_line(exc)})") from None
-        except RepositoryNotFoundError:
-            from huggingface_hub import get_token
-
-            hint = (
-                f"check the token from {token_source()}"
-                if get_token()
-                else "a private repo needs a token: set HF_TOKEN or run `hf auth login`"
-            )
-            raise InputError(f"{what}: repo not found, or not visible ({hint})") from None
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:  # not a network error: do not retry it
-                raise DiskSpaceError(f"{what}: disk full ({exc})") from None
-            raise
-        except Exception as exc:
-            if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-                raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
-            raise
-
-    return _retrying(what, guarded)
-
-
 def _fetch_hub(
-    dest: Dest,
+    dest: Location,
     stage: Path,
     revision: str | None,
     manifest: Manifest | None,
     result: FetchResult,
     progress: Progress,
 ) -> None:
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    from weightprep.publish.hub import listing
+    from weightprep.remote import hub
 
-    api = HfApi()  # token and endpoint as huggingface_hub finds them; no whoami
     where = str(dest)
-    info = _hub_call(f"{where}: repo info", lambda: api.repo_info(dest.target, revision=revision))
+    api = hub.api(where)  # token and endpoint as huggingface_hub finds them; no whoami
+    info = hub.call(f"{where}: repo info", lambda: api.repo_info(dest.target, revision=revision))
     sha = info.sha
     if not sha:
         raise InputError(f"{where}: the Hub did not say which commit {revision or 'main'} is")
-    remote = _hub_call(f"{where}: list files", lambda: listing(api, dest.target, sha))
+    remote = hub.call(f"{where}: list files", lambda: hub.listing(api, dest.target, sha))
     if not remote:
         raise InputError(f"{where}: no files at revision {revision or 'main'}")
     _check_listing(sorted(remote), stage, where, (MARKER, HF_BOOKKEEPING))
@@ -359,7 +326,7 @@ def _fetch_hub(
         r.size for rel, r in remote.items() if (before[rel] or (-1, 0))[0] != r.size
     )  # a partly downloaded file is not resumed: huggingface_hub starts it again
     check_free_space(stage, need)
-    _hub_call(
+    hub.call(
         f"{where}: download",
         lambda: snapshot_download(dest.target, revision=sha, local_dir=stage),
     )
@@ -389,12 +356,9 @@ def _fetch_hub(
     for rel in rels:
         r, d = remote[rel], digests[rel]
         size = (stage / rel).stat().st_size
-        if size != r.size:
-            bad.append((rel, f"size {size}, the Hub lists {r.size}"))
-        elif r.sha256 and d["sha256"] != r.sha256:
-            bad.append((rel, f"sha256 {d['sha256']}, the Hub lists {r.sha256}"))
-        elif not r.sha256 and d["blob"] != r.blob_id:
-            bad.append((rel, f"git blob id {d['blob']}, the Hub lists {r.blob_id}"))
+        why = mismatch(r, Listed(size, d["sha256"], None, d.get("blob")))
+        if why is not None:
+            bad.append((rel, why))
         kept = before[rel] is not None and before[rel] == _signature(stage / rel)
         result.files.append(
             FetchedFile(
@@ -434,7 +398,7 @@ def _drop_hf_bookkeeping(stage: Path) -> None:
 
 
 def _fetch_drive(
-    dest: Dest,
+    dest: Location,
     stage: Path,
     credentials: Path | None,
     chunk_size: int,
@@ -442,19 +406,19 @@ def _fetch_drive(
     result: FetchResult,
     progress: Progress,
 ) -> None:
-    from weightprep.publish.drive import resolve_root, service, walk
+    from weightprep.remote import drive
 
     where = str(dest)
-    svc = service(credentials)
-    root = resolve_root(svc, dest, create=False)
-    remote = {} if root is None else walk(svc, root)
+    svc = drive.service(credentials)
+    root = drive.resolve_root(svc, dest, create=False)
+    remote = {} if root is None else drive.walk(svc, root)
     if not remote:
         raise InputError(f"{where}: no such folder, or no files in it")
     rels = sorted(remote)
     _check_listing(rels, stage, where, (MARKER,))
-    clash = [rel for rel in rels if rel + PART in remote]
+    clash = [rel for rel in rels if _part(rel) in remote]
     if clash:
-        raise InputError(f"{where}: {clash[0]!r} and {clash[0] + PART!r} both exist; refused")
+        raise InputError(f"{where}: {clash[0]!r} and {_part(clash[0])!r} both exist; refused")
     unsure = [rel for rel in rels if not (remote[rel].sha256 or remote[rel].md5)]
     if unsure:
         raise InputError(
@@ -462,12 +426,12 @@ def _fetch_drive(
             "or no binary content?): fetch copies only files it can verify"
         )
     _prepare_stage(stage, where)
-    listed = set(rels) | {rel + PART for rel in rels} | {MARKER}
+    listed = set(rels) | {_part(rel) for rel in rels} | {MARKER}
     for rel in list_files(stage):
         if rel not in listed:
             (stage / rel).unlink()
     held = {
-        rel: max(_held(stage / rel, r.size), _held(stage / (rel + PART), r.size))
+        rel: max(_held(stage / rel, r.size), _held(stage / _part(rel), r.size))
         for rel, r in remote.items()
     }
     check_free_space(stage, sum(r.size for r in remote.values()) - sum(held.values()))
@@ -476,17 +440,25 @@ def _fetch_drive(
         for rel in rels:
             r = remote[rel]
             algos = ("sha256", "md5") if not r.sha256 or _md5_only(manifest, rel) else ("sha256",)
-            f = _drive_file(svc, where, rel, r, stage, chunk_size, algos, progress)
+            f = _drive_file(drive, svc, where, rel, r, stage, chunk_size, algos, progress)
             result.files.append(f)
     finally:
         progress.finish()
     result.verified_against.append(f"{where} checksums (sha256Checksum, else md5Checksum)")
 
 
-def _drive_file(svc, where: str, rel: str, r, stage: Path, chunk: int, algos, progress: Progress):
-    """Download one Drive file into the staging folder (resuming `REL.part`), verified."""
+def _part(rel: str) -> str:
+    """Where the Drive file `rel` is downloaded to in the staging folder (the package's one
+    temporary-name scheme, `io.atomic.partial_file`)."""
+    return partial_file(Path(rel)).as_posix()
+
+
+def _drive_file(
+    drive, svc, where: str, rel: str, r: Listed, stage: Path, chunk: int, algos, progress
+) -> FetchedFile:
+    """Download one Drive file into the staging folder (resuming its partial file), verified."""
     final = resolve_inside(stage, rel)
-    part = final.with_name(final.name + PART)
+    part = partial_file(final)
     if final.is_file() and not part.exists():
         if final.stat().st_size == r.size:
             d = hash_file(final, algos)
@@ -499,7 +471,7 @@ def _drive_file(svc, where: str, rel: str, r, stage: Path, chunk: int, algos, pr
         if part.is_file() and part.stat().st_size > r.size:
             part.unlink()
         offset = part.stat().st_size if part.is_file() else 0
-        got, d = _download(svc, rel, r, part, offset, chunk, algos, progress)
+        got, d = drive.download(svc, rel, r, part, offset, chunk, algos, progress)
         spent += got
         why = _drive_mismatch(r, d)
         if why is None:
@@ -516,69 +488,5 @@ def _drive_file(svc, where: str, rel: str, r, stage: Path, chunk: int, algos, pr
     raise AssertionError
 
 
-def _drive_mismatch(r, d: dict[str, str]) -> str | None:
-    if r.sha256:
-        return None if d["sha256"] == r.sha256 else f"sha256 {d['sha256']}, Drive has {r.sha256}"
-    return None if d.get("md5") == r.md5 else f"md5 {d.get('md5')}, Drive has {r.md5}"
-
-
-def _download(svc, rel: str, r, part: Path, offset: int, chunk: int, algos, progress: Progress):
-    """Append bytes `offset..size` of Drive file `r` to `part`, in Range requests of `chunk`;
-    return (bytes downloaded, digests of the whole file)."""
-    from weightprep.publish.drive import _call
-
-    hs = dict(zip(algos, hashers(algos, r.size), strict=True))
-    if offset:
-        with open(part, "rb") as f:
-            while data := f.read(READ_CHUNK):
-                for h in hs.values():
-                    h.update(data)
-    request = svc.files().get_media(fileId=r.id, supportsAllDrives=True)
-    headers = {**request.headers, "accept-encoding": "identity"}
-    got = 0
-    with open(part, "r+b" if offset else "wb") as out:
-        out.truncate(offset)
-        out.seek(offset)
-        while offset < r.size:
-            end = min(offset + chunk, r.size) - 1
-            data = _call(
-                f"download {rel} (bytes {offset}-{end})",
-                lambda offset=offset, end=end: _range(request, headers, offset, end),
-            )
-            out.write(data)
-            out.flush()
-            for h in hs.values():
-                h.update(data)
-            offset += len(data)
-            got += len(data)
-            progress.advance(len(data), rel)
-            faults.reached("fetch-download", len(data))
-        os.fsync(out.fileno())
-    return got, {a: h.hexdigest() for a, h in hs.items()}
-
-
-def _range(request, headers: dict, start: int, end: int) -> bytes:
-    """GET bytes start..end through the service's authorized transport; an error answer is
-    raised as googleapiclient's HttpError (so drive._call's retry rules apply), and a
-    connection lost mid-answer as ConnectionError."""
-    import http.client
-
-    from googleapiclient.errors import HttpError
-
-    try:
-        resp, content = request.http.request(
-            request.uri, "GET", headers={**headers, "range": f"bytes={start}-{end}"}
-        )
-    except http.client.HTTPException as exc:  # IncompleteRead: the connection closed early
-        raise ConnectionError(f"connection lost: {type(exc).__name__}") from exc
-    if resp.status == 200:  # the whole file: a server that ignores Range
-        content = content[start : end + 1]
-    elif resp.status == 206:
-        first = resp.get("content-range", "").removeprefix("bytes ").split("-")[0]
-        if first != str(start):
-            raise ConnectionError(f"asked for bytes {start}-, got {resp.get('content-range')}")
-    else:
-        raise HttpError(resp, content, uri=request.uri)
-    if not content:
-        raise ConnectionError(f"empty answer for bytes {start}-{end}")
-    return content[: end - start + 1]
+def _drive_mismatch(r: Listed, d: dict[str, str]) -> str | None:
+    return mismatch(r, Listed(r.size, d["sha256"], d.get("md5")))

@@ -31,7 +31,7 @@ from weightprep.errors import InputError
 from weightprep.fetch import fetch
 from weightprep.io.atomic import output_lock, write_atomic
 from weightprep.progress import Progress
-from weightprep.publish.dest import REPO_PART
+from weightprep.remote.location import looks_like_hub_id
 
 RECORD_SUFFIX = ".weightprep-fetched.json"
 SAFE_REV = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -87,25 +87,12 @@ def resolve_input(
         return ResolvedInput(path, None)
     if path.exists():
         raise InputError(f"{what} {text}: not a folder")
-    if isinstance(spec, str) and _looks_like_hub_id(spec):
+    if isinstance(spec, str) and looks_like_hub_id(spec):
         raise InputError(
             f"{what} {spec}: no such folder; to download it from the Hugging Face Hub write "
             f"hf://{spec}"
         )
     raise InputError(f"{what} {text}: no such folder")
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    """NAMESPACE/NAME as the Hub allows repo ids: letters, digits, '-', '_', '.', one slash,
-    neither part starting with '.' or '-', no '--' or '..', not ending in '.git'."""
-    parts = text.split("/")
-    return (
-        len(parts) == 2
-        and all(REPO_PART.match(p) for p in parts)
-        and "--" not in text
-        and ".." not in text
-        and not text.endswith(".git")
-    )
 
 
 def _resolve_hub(spec: str, what: str, root: Path, progress: Progress | None) -> ResolvedInput:
@@ -114,7 +101,7 @@ def _resolve_hub(spec: str, what: str, root: Path, progress: Progress | None) ->
         raise InputError(f"{what} {spec}: nothing after '@'; write hf://NAMESPACE/NAME@REVISION")
     if any(not c.isprintable() or c.isspace() for c in rev):
         raise InputError(f"{what} {spec}: the revision holds spaces or control characters")
-    if not _looks_like_hub_id(repo):
+    if not looks_like_hub_id(repo):
         raise InputError(
             f"{what} {spec}: expected hf://NAMESPACE/NAME[@REVISION] with a Hub repo id (letters, "
             "digits, '-', '_', '.'; no '--' or '..')"

@@ -12,15 +12,14 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.errors import InputError, VerificationError
 from weightprep.io import faults
+from weightprep.io.atomic import write_atomic
 
 MODEL_TYPES = ("vicuna7b", "vicuna13b")
 CONFIG_REL = Path("configs/models/blip2")
@@ -278,21 +277,8 @@ def git_note(backup: Path) -> str | None:
 
 
 def _write_atomic_keep_mode(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777
-    for stale in path.parent.glob(f".{path.name}.*.partial"):  # left by a killed run of ours
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        faults.reached("lavis", 1)  # tests: killed with the new text written, not yet in place
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # tests: killed with the new text written, not yet in place
+    write_atomic(path, data, mode=path.stat().st_mode & 0o7777, fault="lavis")
 
 
 def backup_path(config: Path) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 POINTS = int(os.environ.get("WEIGHTPREP_FAULT_POINTS", "2"))
-TEMP_MARKS = (".partial", ".weightprep-partial", ".weightprep-lock", ".part")
+TEMP_MARKS = (".partial", ".weightprep-lock")  # io.atomic: the one temporary-name scheme
 
 
 def _tree(p: Path) -> dict[str, str]:

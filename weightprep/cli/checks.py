@@ -84,10 +84,12 @@ def hash_cmd(
 
 
 def _inside(folder: Path, path: Path) -> str | None:
-    try:
-        return path.resolve().relative_to(folder.resolve()).as_posix()
-    except ValueError:
+    """`path` relative to `folder` when it lies inside it, else None."""
+    from weightprep.io.atomic import is_inside
+
+    if not is_inside(path, folder):
         return None
+    return path.resolve().relative_to(folder.resolve()).as_posix()
 
 
 def verify_cmd(
@@ -131,13 +133,14 @@ def verify_cmd(
     from weightprep.checksum import verify_files, verify_tensors
     from weightprep.io.outputs import MANIFEST_NAME, SUMS_NAME
     from weightprep.manifest import resolve_manifest
+    from weightprep.remote.location import is_remote
 
-    remote = folder.startswith(("hf://", "gdrive://"))
+    remote = is_remote(folder)
 
     def go():
         m, path = resolve_manifest(manifest)
         if remote:
-            from weightprep.publish.remote import verify_remote
+            from weightprep.verify_remote import verify_remote
 
             if tensors:
                 from weightprep.errors import InputError

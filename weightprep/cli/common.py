@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import typer
 
-from weightprep.errors import WeightprepError
+from weightprep.errors import WeightprepError, one_line
 from weightprep.progress import NullProgress, Progress
 
 T = TypeVar("T")
@@ -155,6 +155,6 @@ def run_core(fn: Callable[[], T], interrupted: str = INTERRUPTED) -> T:
             errno.ENOENT: "no such file or folder",
             errno.ELOOP: "too many levels of symbolic links",
             errno.EDQUOT: "disk quota exceeded",
-        }.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        }.get(exc.errno or 0, exc.strerror or one_line(exc))
         typer.echo(f"error: {where}: {what}" if where else f"error: {what}", err=True)
         raise typer.Exit(3) from None

@@ -1,9 +1,13 @@
-"""Outputs that appear whole or not at all.
+"""Outputs that appear whole or not at all, and the one temporary-name scheme of the package.
 
 Work happens in `<out>.partial/` beside the final folder; only a complete, verified result is
 renamed to `<out>`. A run killed midway leaves only `.partial`, which never looks finished and
 which the next run removes. A finished output is replaced only with `force`, and only after the
 new one is complete.
+
+Temporary names: a folder being built is `<out>.partial` (visible: it may be resumed), a file
+being written is `.<name>.partial` beside its final name (hidden). Nothing else is used, so
+`is_partial` recognises every half-written thing weightprep can leave behind.
 """
 
 from __future__ import annotations
@@ -17,9 +21,29 @@ from pathlib import Path
 
 from weightprep.errors import DiskSpaceError, OutputExistsError
 
+PARTIAL = ".partial"
+
 
 def partial_path(final: Path) -> Path:
-    return final.with_name(final.name + ".partial")
+    """The staging folder of the output folder `final`: `<final>.partial`."""
+    return final.with_name(final.name + PARTIAL)
+
+
+def partial_file(final: Path) -> Path:
+    """The temporary name of the file `final` while it is written: `.<name>.partial` beside it."""
+    return final.with_name(f".{final.name}{PARTIAL}")
+
+
+def is_partial(name: str) -> bool:
+    """A name `partial_file` or `partial_path` gives: something half-written, never an output."""
+    return name.endswith(PARTIAL)
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """`path` is `folder` or lies inside it once both are resolved (symlinks, `..`): the one
+    inside-the-folder check of the package."""
+    p, root = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return p == root or root in p.parents
 
 
 def check_free_space(folder: Path, need: int) -> None:
@@ -109,10 +133,8 @@ def staged_folder(final: Path, force: bool = False) -> Iterator[Path]:
 def refuse_inside(output: Path, *inputs: Path) -> None:
     """An output equal to an input, inside one, or holding one could destroy it (or be mixed
     into it): refuse before anything is read or written."""
-    out = output.expanduser().resolve()
     for i in inputs:
-        src = i.expanduser().resolve()
-        if out == src or src in out.parents or out in src.parents:
+        if is_inside(output, i) or is_inside(i, output):
             from weightprep.errors import InputError
 
             raise InputError(
@@ -166,15 +188,24 @@ def _staged(final: Path, stage: Path) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file under a temporary name beside it, fsync, then rename over `path`."""
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None, fault: str = "") -> None:
+    """Write a file under its temporary name (`partial_file`), fsync, then rename over `path`.
+
+    `mode` sets the new file's permissions (a config edited in place keeps its own); `fault`
+    names the test fault point reached just before the rename (weightprep.io.faults)."""
     path = path.absolute()
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = partial_file(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        if fault:
+            from weightprep.io import faults
+
+            faults.reached(fault, 1)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """Publish to a filesystem path: a mounted Drive in Colab, a network share, a USB disk.
 
-Each file is copied under a temporary name beside its final one (`.NAME.weightprep-partial`),
+Each file is copied under a temporary name beside its final one (`.NAME.partial`, the package's
+one scheme: `io.atomic.partial_file`),
 hashed while it is read (so the source is checked against its manifest in the same pass),
 flushed with `fsync`, dropped from the page cache and read back, and renamed only when the
 read-back hash equals the source's. On a network mount the read-back is the only proof that the
@@ -20,16 +21,19 @@ from pathlib import Path
 from weightprep.checksum import hash_file
 from weightprep.errors import DiskSpaceError, InputError, VerificationError
 from weightprep.io import faults
-from weightprep.io.atomic import check_free_space, fsync_dir, output_lock
+from weightprep.io.atomic import (
+    check_free_space,
+    fsync_dir,
+    is_inside,
+    output_lock,
+    partial_file,
+)
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.outcome import FileOutcome
-from weightprep.publish.source import PARTIAL_SUFFIX, LocalFile, Source
+from weightprep.publish.source import LocalFile, Source
+from weightprep.remote.listing import Listed, mismatch
 
 CHUNK = 8 * 2**20
-
-
-def _partial(final: Path) -> Path:
-    return final.with_name("." + final.name + PARTIAL_SUFFIX)
 
 
 def _drop_cache(fd: int) -> None:
@@ -42,7 +46,7 @@ def _drop_cache(fd: int) -> None:
 
 def copy_verified(f: LocalFile, final: Path, progress: Progress) -> int:
     """Copy, check the source hash, fsync, read back, rename. Returns bytes written."""
-    tmp = _partial(final)
+    tmp = partial_file(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     written = 0
@@ -94,9 +98,7 @@ def publish_folder(
     source: Source, dest: Path, *, dry_run: bool = False, progress: Progress | None = None
 ) -> list[FileOutcome]:
     progress = progress or NullProgress()
-    dest_root = dest.resolve()
-    src_root = source.folder.resolve()
-    if dest_root == src_root or src_root in dest_root.parents:
+    if is_inside(dest, source.folder):
         raise InputError(f"{dest}: is inside the model folder {source.folder}")
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest}: exists and is not a folder")
@@ -104,7 +106,10 @@ def publish_folder(
     for f in source.files:
         final = dest / f.rel
         if final.is_file() and final.stat().st_size == f.size:
-            status = "up-to-date" if hash_file(final)["sha256"] == f.sha256 else "replace"
+            there = Listed(f.size, hash_file(final)["sha256"])
+            status = (
+                "up-to-date" if mismatch(Listed(f.size, f.sha256), there) is None else "replace"
+            )
         else:
             status = "replace" if final.exists() else "send"
         plan.append((f, final, status))

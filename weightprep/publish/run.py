@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.progress import NullProgress, Progress
-from weightprep.publish.dest import parse_dest
 from weightprep.publish.outcome import PublishResult
 from weightprep.publish.source import prepare
+from weightprep.remote.location import parse_location
 
 
 @dataclass
@@ -28,7 +28,7 @@ def publish(
     model_dir: Path, dest_text: str, opts: Options, progress: Progress | None = None
 ) -> PublishResult:
     progress = progress or NullProgress()
-    dest = parse_dest(dest_text)
+    dest = parse_location(dest_text)
     start = time.perf_counter()
     # the folder destination checks each source file while copying it (one read, not two)
     source = prepare(model_dir, progress, verify=dest.kind != "folder")

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from weightprep.checksum import hash_files, list_files, verify_files
 from weightprep.errors import InputError, VerificationError
+from weightprep.io.atomic import is_partial
 from weightprep.io.outputs import MANIFEST_NAME, SUMS_NAME
 from weightprep.manifest import FileEntry, read_manifest
 from weightprep.progress import Progress
-
-PARTIAL_SUFFIX = ".weightprep-partial"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def prepare(folder: Path, progress: Progress | None = None, *, verify: bool = Tr
     destination checks them while copying, in the same pass)."""
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder")
-    rels = [r for r in list_files(folder) if not r.endswith(PARTIAL_SUFFIX)]
+    rels = [r for r in list_files(folder) if not is_partial(r)]
     if not rels:
         raise InputError(f"{folder}: no files to publish")
     mpath = manifest_file(folder)

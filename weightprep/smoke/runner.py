@@ -154,8 +154,45 @@ def refuse_delta(llm: str | None) -> None:
         )
 
 
+def check_sources(spec: ModelSpec, opts: Options) -> None:
+    """Every folder given is checked before the Hub is asked anything: a missing one is 'no
+    such folder' (exit 2) at once, not a Hub lookup that fails after retries. A NAMESPACE/NAME
+    that is not a folder is a Hub id; when there is one, the Hub must be reachable (one line,
+    exit 3, within the retry budget, when it is not; HF_HUB_OFFLINE=1 uses the HF cache)."""
+    from weightprep.remote.location import looks_like_hub_id
+
+    given = (
+        ("--llm", opts.llm, spec.llm),
+        ("--weights", opts.weights, spec.weights),
+        ("--vision", opts.vision, spec.vision),
+    )
+    hub_ids = []
+    for flag, ref, default in given:
+        if ref is None:
+            if default is not None:
+                hub_ids.append(f"{flag} {default} (the default)")
+            continue
+        path = Path(ref).expanduser()
+        if path.exists():
+            if not path.is_dir():
+                raise InputError(f"{flag} {ref}: not a folder")
+        elif looks_like_hub_id(ref):
+            hub_ids.append(f"{flag} {ref}")
+        else:
+            raise InputError(f"{flag} {ref}: no such folder (a Hub id is written NAMESPACE/NAME)")
+    if hub_ids:
+        from weightprep.remote import hub
+
+        hub.reach(
+            f"smoke-test {hub_ids[0]}",
+            hint="check the network, give local folders, or set HF_HUB_OFFLINE=1 to use the "
+            "HF cache",
+        )
+
+
 def run_smoke(opts: Options) -> Report:
     spec = spec_for(opts.model)
+    check_sources(spec, opts)
     refuse_delta(opts.llm)
     placement = runtime.choose(opts.device, opts.dtype, opts.quantize, spec.cuda_dtype)
     image = load_image(opts.image)
