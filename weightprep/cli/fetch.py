@@ -76,7 +76,10 @@ def fetch_cmd(
             force=force,
             chunk_size=parse_size(chunk_size),
             progress=make_progress(not show),
-        )
+        ),
+        interrupted=f"interrupted while downloading {source}: nothing is under {out_dir}; the "
+        f"files already downloaded are kept in {out_dir}.partial, and the same command "
+        "continues from them",
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
