@@ -19,7 +19,7 @@ MODEL  ?= instructblip-vicuna7b
 LLM    ?=
 WEIGHTS ?=
 
-.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-language bench-publish lint clean
+.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-language bench-onepass bench-publish lint clean
 
 install: $(VENV)/.installed
 
@@ -97,6 +97,10 @@ bench-publish: install
 
 bench-language: install
 	$(BIN)/python bench/language.py
+
+# LLaMA-7B-shaped inputs (27 GB, cached in bench/out/onepass); needs ~55 GB free, 10-25 minutes.
+bench-onepass: install
+	$(BIN)/python bench/onepass.py
 
 lint: install
 	$(BIN)/ruff check weightprep tests bench scripts
