@@ -265,6 +265,7 @@ class HubStandIn:
         self.lfs_threshold = lfs_threshold
         self.tree_page_size = tree_page_size
         self.requests: list[tuple[str, str]] = []
+        self.ranges: list[tuple[str, str]] = []  # (file path, Range header) of each download
         self.bytes_received = 0
         self.injected: list[tuple[str, str, int]] = []  # answered by `fail_next`
         self._faults: list[_Fault] = []
@@ -878,6 +879,7 @@ class HubStandIn:
             headers["ETag"] = f'"{entry.oid()}"'
         status = 200
         want = h.headers.get("Range", "")
+        self.ranges.append((path, want))
         if want.startswith("bytes=") and "," not in want:
             first, _, last = want[6:].partition("-")
             lo = int(first) if first else max(0, len(data) - int(last))

@@ -186,3 +186,19 @@ def test_dtype_parsing() -> None:
     for bad, auto in (("auto", False), ("fp8", True), ("half", False)):
         with pytest.raises(typer.BadParameter, match="fp16, bf16, fp32"):
             parse_dtype(bad, auto=auto)
+
+
+def test_help_uses_one_plain_metavar_style() -> None:
+    """Arguments are NAMES in capitals, options take TEXT, PATH, N or NUMBER (or show their
+    choices): no `<list[str]>`, and no `{input}` beside `{SOURCE}`."""
+    import re
+
+    runner = CliRunner()
+    for path, _ in _commands():
+        out = runner.invoke(app, [*path, "--help"]).output
+        assert "<list[" not in out, (path, out)
+        options = [line for line in out.splitlines() if line.lstrip().startswith("-")]
+        for line in options:  # Typer's own `<str>`, `<int>`, `<path>` names are not shown
+            assert not re.search(r"<(str|int|float|path)>", line), (path, line)
+        usage = out.splitlines()[0]
+        assert all(a.isupper() for a in re.findall(r"\{([^}]*)\}", usage)), (path, usage)

@@ -100,19 +100,19 @@ def test_hub_corrupt_file_exits_1_naming_it(hub_repo, tmp_path):
 def test_hub_rerun_continues_in_the_staging_folder(hub_repo, tmp_path):
     hub, src = hub_repo
     out = tmp_path / "out"
-    hub.fail_next("GET", "model.safetensors", status=404)
+    hub.fail_next("GET", "tokenizer.model", status=404)  # the last file fetched
     res = _fetch("hf://fetch/tiny", str(out), "-q")
     assert res.exit_code == 2 and not out.exists()
     stage = tmp_path / "out.partial"
-    assert (stage / "config.json").is_file() and not (stage / "model.safetensors").exists()
+    assert (stage / "model.safetensors").is_file() and not (stage / "tok/tokenizer.model").exists()
     hub.requests.clear()
     result = fetch("hf://fetch/tiny", out)
     assert _tree(out) == _tree(src)
     status = {f.path: f.status for f in result.files}
-    assert status.pop("model.safetensors") == "downloaded"
+    assert status.pop("tok/tokenizer.model") == "downloaded"
     assert set(status.values()) == {"kept"}
     assert [p for p in hub.fetched() if "/resolve/" in p] == [
-        p for p in hub.fetched() if p.endswith("/model.safetensors")
+        p for p in hub.fetched() if p.endswith("/tok/tokenizer.model")
     ]
     # a staging folder that is not a fetch of this source is emptied first
     other = tmp_path / "other.partial"
@@ -264,3 +264,41 @@ def test_existing_dir_needs_force(drive, tmp_path):
 def test_local_folder_source_refused(tmp_path):
     res = _fetch(str(tmp_path), str(tmp_path / "out"))
     assert res.exit_code == 2 and "publish" in res.stderr
+
+
+def test_hub_killed_mid_file_resumes(hub_stand_in, tmp_path):
+    """A download cut off in one process continues from its partial file in the next, with
+    Range requests from where it stopped (huggingface_hub's own download starts it again)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(3 * 2**20)
+    (src / "model.safetensors").write_bytes(data)
+    (src / "config.json").write_text('{"model_type": "llama"}\n')
+    hub = hub_stand_in({"fetch/big": src})
+    out = tmp_path / "out"
+    code = (
+        "import sys; from pathlib import Path; from weightprep.fetch import fetch; "
+        f"fetch(sys.argv[1], Path(sys.argv[2]), chunk_size={CHUNK})"
+    )
+    env = {**os.environ, "WEIGHTPREP_FAULT": f"fetch-download:{2**20}"}
+    killed = subprocess.run(
+        [sys.executable, "-c", code, "hf://fetch/big", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists()
+    part = tmp_path / "out.partial" / ".model.safetensors.partial"
+    have = part.stat().st_size
+    assert 2**20 <= have < len(data)
+    hub.ranges.clear()
+    result = fetch("hf://fetch/big", out, chunk_size=CHUNK)
+    asked = [r for p, r in hub.ranges if p.endswith("model.safetensors")]
+    assert asked[0] == f"bytes={have}-{min(have + CHUNK, len(data)) - 1}"  # from where it stopped
+    assert (out / "model.safetensors").read_bytes() == data
+    status = {f.path: f for f in result.files}
+    assert status["model.safetensors"].status == "resumed"
+    assert status["model.safetensors"].bytes_downloaded == len(data) - have
+    assert not (tmp_path / "out.partial").exists()

@@ -117,3 +117,21 @@ def test_missing_or_refused_credentials_exit_2(tmp_path, drive, monkeypatch):
     monkeypatch.delenv("GOOGLE_OAUTH_ACCESS_TOKEN")
     res = runner.invoke(app, ["publish", str(src), "gdrive://root/a"])
     assert res.exit_code == 2 and "no Google credentials" in res.stderr
+
+
+def test_service_account_into_its_own_root_is_refused(tmp_path, drive):
+    """gdrive://root with a service account is the account's own Drive: nobody would see the
+    files and it has no quota. Refused in one line before anything is sent; a shared folder's
+    id is the way (the refusal comes before the key is even used)."""
+    src = _folder(tmp_path, {"a.bin": 10})
+    sa = tmp_path / "service-account.json"
+    sa.write_text(
+        '{"type": "service_account", "client_email": "uploader@proj.iam.gserviceaccount.com",'
+        ' "private_key": "not-a-key", "token_uri": "https://oauth2.invalid/token"}'
+    )
+    res = runner.invoke(
+        app, ["publish", str(src), "gdrive://root/models/x", "--credentials", str(sa)]
+    )
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "uploader@proj.iam.gserviceaccount.com" in res.stderr and "share a folder" in res.stderr
+    assert drive.requests == []  # nothing reached Drive

@@ -5,11 +5,13 @@ when every file is present and verified, so an interrupted fetch never looks fin
 continues in the same staging folder (a marker file, `.weightprep-fetch`, records which source it
 holds: a staging folder of another source is emptied first).
 
-- `hf://NAMESPACE/NAME`: the revision is resolved to a commit once, and huggingface_hub's own
-  `snapshot_download(..., local_dir=<staging>)` downloads it (it skips files already complete in
-  the staging folder). Then every file is checked against the Hub's listing at that commit: LFS
-  files by sha256, small files by git blob id. A file that fails is removed from the staging
-  folder (with its download record), so that a re-run fetches it again.
+- `hf://NAMESPACE/NAME`: the revision is resolved to a commit once, and each file is downloaded
+  at that commit in `chunk_size` HTTP Range requests through huggingface_hub's own session and
+  URLs (`remote.hub.download`) into `.NAME.partial` beside its final name; a re-run keeps the
+  files already complete and continues a cut-off one from its size (huggingface_hub's own
+  downloads start it again). Then every file is checked against the Hub's listing at that
+  commit: LFS files by sha256, small files by git blob id. A file that fails is removed from the
+  staging folder, so that a re-run fetches it again.
 - `gdrive://FOLDER_ID[/SUB/PATH]`: the folder is listed with its checksums, and each file is
   downloaded in `chunk_size` HTTP Range requests (`files/{id}?alt=media`, through the Drive
   service's own authorized transport) into `.NAME.partial` beside its final name, hashed as it
@@ -140,7 +142,7 @@ def _fetch_locked(dest, final, revision, manifest, credentials, force, chunk_siz
     result = FetchResult(source=str(dest), dir=str(final))
     try:
         if dest.kind == "hf":
-            _fetch_hub(dest, stage, revision, manifest, result, progress)
+            _fetch_hub(dest, stage, revision, manifest, chunk_size, result, progress)
         else:
             _fetch_drive(dest, stage, credentials, chunk_size, manifest, result, progress)
     except OSError as exc:
@@ -298,11 +300,10 @@ def _fetch_hub(
     stage: Path,
     revision: str | None,
     manifest: Manifest | None,
+    chunk_size: int,
     result: FetchResult,
     progress: Progress,
 ) -> None:
-    from huggingface_hub import snapshot_download
-
     from weightprep.remote import hub
 
     where = str(dest)
@@ -318,18 +319,46 @@ def _fetch_hub(
     _prepare_stage(stage, where)
     # leftovers of an earlier revision, and files that are no longer what they were
     listed = set(remote)
+    keep = listed | {partial_file(Path(r)).as_posix() for r in listed} | {MARKER}
     for rel in list_files(stage):
-        if rel not in listed and rel != MARKER and not rel.startswith(HF_BOOKKEEPING + "/"):
+        if rel not in keep and not rel.startswith(HF_BOOKKEEPING + "/"):
             (stage / rel).unlink()
     before = {rel: _signature(stage / rel) for rel in remote}
     need = sum(
-        r.size for rel, r in remote.items() if (before[rel] or (-1, 0))[0] != r.size
-    )  # a partly downloaded file is not resumed: huggingface_hub starts it again
+        r.size - _partial_size(stage, rel)
+        for rel, r in remote.items()
+        if (before[rel] or (-1, 0))[0] != r.size
+    )  # a file cut off by an earlier run continues from its partial file
     check_free_space(stage, need)
-    hub.call(
-        f"{where}: download",
-        lambda: snapshot_download(dest.target, revision=sha, local_dir=stage),
-    )
+    status: dict[str, tuple[str, int]] = {}
+    progress.start(need, f"download {where}")
+    try:
+        for rel in sorted(remote):
+            r = remote[rel]
+            final = resolve_inside(stage, rel)
+            part = partial_file(final)
+            if before[rel] is not None and before[rel][0] == r.size and not part.exists():
+                continue  # complete from an earlier run: verified below with the rest
+            final.unlink(missing_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if part.is_file() and part.stat().st_size > r.size:
+                part.unlink()
+            offset = part.stat().st_size if part.is_file() else 0
+            got = hub.download(
+                dest.target,
+                rel,
+                sha,
+                part,
+                offset,
+                r.size,
+                chunk_size,
+                f"{where}: {rel}",
+                progress,
+            )
+            part.rename(final)
+            status[rel] = ("resumed" if offset else "downloaded", got)
+    finally:
+        progress.finish()
     result.revision = sha
     rels = sorted(remote)
     missing = [rel for rel in rels if not (stage / rel).is_file()]
@@ -359,22 +388,11 @@ def _fetch_hub(
         why = mismatch(r, Listed(size, d["sha256"], None, d.get("blob")))
         if why is not None:
             bad.append((rel, why))
-        kept = before[rel] is not None and before[rel] == _signature(stage / rel)
-        result.files.append(
-            FetchedFile(
-                rel,
-                size,
-                d["sha256"],
-                "kept" if kept else "downloaded",
-                0 if kept else size,
-                d.get("md5"),
-            )
-        )
+        how, got = status.get(rel, ("kept", 0))
+        result.files.append(FetchedFile(rel, size, d["sha256"], how, got, d.get("md5")))
     if bad:
         for rel, _ in bad:  # so that a re-run downloads them again instead of keeping them
             (stage / rel).unlink(missing_ok=True)
-            meta = stage / HF_BOOKKEEPING / "download" / (rel + ".metadata")
-            meta.unlink(missing_ok=True)
         raise VerificationError(
             f"{where}: downloaded file(s) do not match the Hub's listing at {sha[:12]}: "
             + "; ".join(f"{rel} ({why})" for rel, why in bad[:3])
@@ -383,6 +401,11 @@ def _fetch_hub(
             + result.dir
         )
     result.verified_against.append(f"{where} listing at {sha} (LFS sha256, git blob ids)")
+
+
+def _partial_size(stage: Path, rel: str) -> int:
+    part = partial_file(stage / rel)
+    return part.stat().st_size if part.is_file() else 0
 
 
 def _drop_hf_bookkeeping(stage: Path) -> None:

@@ -18,11 +18,14 @@ class HashFormat(StrEnum):
 
 
 def hash_cmd(
-    folder: Annotated[Path, typer.Argument(help="Folder to describe.")],
+    folder: Annotated[Path, typer.Argument(help="Folder to describe.", metavar="FOLDER")],
     output: Annotated[
         str,
         typer.Option(
-            "-o", "--output", help="Manifest file to write; - (the default) is standard output."
+            "-o",
+            "--output",
+            help="Manifest file to write; - (the default) is standard output.",
+            metavar="TEXT",
         ),
     ] = "-",
     tensors: Annotated[
@@ -32,7 +35,7 @@ def hash_cmd(
         HashFormat, typer.Option(help="yaml (ours) or sha256sum (`sha256sum -c` reads it).")
     ] = HashFormat.yaml,
     name: Annotated[
-        str | None, typer.Option(help="Manifest name (default: the folder's name).")
+        str | None, typer.Option(help="Manifest name (default: the folder's name).", metavar="TEXT")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -96,7 +99,8 @@ def verify_cmd(
     folder: Annotated[
         str,
         typer.Argument(
-            help="Folder to check, or a published copy: hf://NAMESPACE/NAME or gdrive://FOLDER_ID[/PATH] (checked from the remote's listing, weights not downloaded)."
+            help="Folder to check, or a published copy: hf://NAMESPACE/NAME or gdrive://FOLDER_ID[/PATH] (checked from the remote's listing, weights not downloaded).",
+            metavar="FOLDER",
         ),
     ],
     manifest: Annotated[
@@ -105,6 +109,7 @@ def verify_cmd(
             "--manifest",
             "-m",
             help="A shipped manifest's name (see `weightprep manifests`), or a file: our YAML, a SHA256SUMS, or a checklist.chk.",
+            metavar="TEXT",
         ),
     ],
     tensors: Annotated[
@@ -115,9 +120,12 @@ def verify_cmd(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")] = False,
-    revision: Annotated[str | None, typer.Option(help="hf://: the branch or commit.")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="hf://: the branch or commit.", metavar="TEXT")
+    ] = None,
     credentials: Annotated[
-        Path | None, typer.Option(help="gdrive://: service-account or authorized-user JSON.")
+        Path | None,
+        typer.Option(help="gdrive://: service-account or authorized-user JSON.", metavar="PATH"),
     ] = None,
 ) -> None:
     """Check FOLDER against a manifest. Exit 0 all listed files match, 1 mismatch/missing, 2 bad input.

@@ -15,14 +15,18 @@ def convert_llama(
     input: Annotated[
         Path,
         typer.Argument(
-            help="Meta's download (the folder with tokenizer.model and 7B/), or a size folder."
+            help="Meta's download (the folder with tokenizer.model and 7B/), or a size folder.",
+            metavar="INPUT",
         ),
     ],
-    output: Annotated[Path, typer.Argument(help="New Hugging Face model folder.")],
+    output: Annotated[
+        Path, typer.Argument(help="New Hugging Face model folder.", metavar="OUTPUT")
+    ],
     model_size: Annotated[
         str | None,
         typer.Option(
-            help="Which size folder to convert when INPUT holds several (7B, 13B, 30B, 65B, or llama-2-7b …)."
+            help="Which size folder to convert when INPUT holds several (7B, 13B, 30B, 65B, or llama-2-7b …).",
+            metavar="TEXT",
         ),
     ] = None,
     llama_version: Annotated[
@@ -31,6 +35,7 @@ def convert_llama(
             help="1 (context 2048) or 2 (4096). Default: 2 when params.json has LLaMA-2-only keys, else 1.",
             min=1,
             max=2,
+            metavar="N",
         ),
     ] = None,
     dtype: Annotated[
@@ -38,16 +43,18 @@ def convert_llama(
         typer.Option(
             callback=lambda v: parse_dtype(v),
             help="float16 (fp16: keeps Meta's bits exactly), bfloat16 (bf16) or float32 (fp32).",
+            metavar="TEXT",
         ),
     ] = "float16",
     max_shard_size: Annotated[
-        str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).")
+        str, typer.Option(help="Largest safetensors shard (5GB, 500MB, 2GiB).", metavar="TEXT")
     ] = "5GB",
     force: Annotated[bool, typer.Option(help="Replace OUTPUT if it already exists.")] = False,
     verify_input: Annotated[
         str | None,
         typer.Option(
-            help="Also check the input against a manifest: a shipped one's name (llama-7b …) or a file."
+            help="Also check the input against a manifest: a shipped one's name (llama-7b …) or a file.",
+            metavar="TEXT",
         ),
     ] = None,
     checklists: Annotated[

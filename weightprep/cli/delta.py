@@ -46,16 +46,20 @@ def apply_delta_cmd(
     base: Annotated[
         Path,
         typer.Argument(
-            help="The base model: an HF folder (e.g. from convert-llama), or Meta's LLaMA download itself (its root with --model-size, or a size folder): then it is converted in the same pass and no converted copy is written."
+            help="The base model: an HF folder (e.g. from convert-llama), or Meta's LLaMA download itself (its root with --model-size, or a size folder): then it is converted in the same pass and no converted copy is written.",
+            metavar="BASE",
         ),
     ],
     delta: Annotated[
         str,
         typer.Argument(
-            help="The delta weights: a folder, or hf://NAMESPACE/NAME[@REV] (e.g. hf://lmsys/vicuna-7b-delta-v1.1), fetched, verified and kept in weightprep's cache for re-runs."
+            help="The delta weights: a folder, or hf://NAMESPACE/NAME[@REV] (e.g. hf://lmsys/vicuna-7b-delta-v1.1), fetched, verified and kept in weightprep's cache for re-runs.",
+            metavar="DELTA",
         ),
     ],
-    output: Annotated[Path, typer.Argument(help="New folder for the merged model.")],
+    output: Annotated[
+        Path, typer.Argument(help="New folder for the merged model.", metavar="OUTPUT")
+    ],
     backend: Annotated[
         Backend,
         typer.Option(
@@ -72,41 +76,47 @@ def apply_delta_cmd(
     manifest: Annotated[
         str | None,
         typer.Option(
-            help="Manifest to compare with: a shipped name or a file (ours, with tensors)."
+            help="Manifest to compare with: a shipped name or a file (ours, with tensors).",
+            metavar="TEXT",
         ),
     ] = None,
     verify_base: Annotated[
         str | None,
-        typer.Option(help="Check an HF base against a manifest before starting."),
+        typer.Option(help="Check an HF base against a manifest before starting.", metavar="TEXT"),
     ] = None,
     model_size: Annotated[
         str | None,
         typer.Option(
-            help="BASE is Meta's download root: which size folder (7B, 13B, llama-2-7b ...)."
+            help="BASE is Meta's download root: which size folder (7B, 13B, llama-2-7b ...).",
+            metavar="TEXT",
         ),
     ] = None,
     verify_input: Annotated[
         str | None,
         typer.Option(
-            help="BASE is Meta's download: also check it against this manifest (a shipped name such as llama-7b, or a file), in the same read; its checklist.chk files are always checked."
+            help="BASE is Meta's download: also check it against this manifest (a shipped name such as llama-7b, or a file), in the same read; its checklist.chk files are always checked.",
+            metavar="TEXT",
         ),
     ] = None,
     compare_to: Annotated[
         str | None,
         typer.Option(
-            help="Compare the output tensor by tensor with this folder or hf://NAMESPACE/NAME[@REV] (e.g. lmsys' merged vicuna-7b-v1.1): fetched and checked before the merge, compared after it."
+            help="Compare the output tensor by tensor with this folder or hf://NAMESPACE/NAME[@REV] (e.g. lmsys' merged vicuna-7b-v1.1): fetched and checked before the merge, compared after it.",
+            metavar="TEXT",
         ),
     ] = None,
     reference_text: Annotated[
         Path | None,
         typer.Option(
-            help="--verify: score the language check on this UTF-8 passage instead of the built-in one."
+            help="--verify: score the language check on this UTF-8 passage instead of the built-in one.",
+            metavar="PATH",
         ),
     ] = None,
     max_perplexity: Annotated[
         float | None,
         typer.Option(
-            help="--verify: the language check's bound (default: the family's, 50 for LLaMA)."
+            help="--verify: the language check's bound (default: the family's, 50 for LLaMA).",
+            metavar="NUMBER",
         ),
     ] = None,
     allow_base_mismatch: Annotated[
@@ -209,9 +219,9 @@ def apply_delta_cmd(
 
 
 def make_delta_cmd(
-    base: Annotated[Path, typer.Argument(help="The base model in HF format.")],
-    target: Annotated[Path, typer.Argument(help="The fine-tuned model.")],
-    output: Annotated[Path, typer.Argument(help="New folder for the delta.")],
+    base: Annotated[Path, typer.Argument(help="The base model in HF format.", metavar="BASE")],
+    target: Annotated[Path, typer.Argument(help="The fine-tuned model.", metavar="TARGET")],
+    output: Annotated[Path, typer.Argument(help="New folder for the delta.", metavar="OUTPUT")],
     force: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
@@ -257,9 +267,12 @@ def _compare_and_exit(a: Path, b: Path, json_out: bool, quiet: bool) -> None:
 
 def compare_cmd(
     a: Annotated[
-        Path, typer.Argument(help="A model folder (.safetensors, .bin or .pth; sharded or not).")
+        Path,
+        typer.Argument(
+            help="A model folder (.safetensors, .bin or .pth; sharded or not).", metavar="A"
+        ),
     ],
-    b: Annotated[Path, typer.Argument(help="Another one.")],
+    b: Annotated[Path, typer.Argument(help="Another one.", metavar="B")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only differences.")] = False,
 ) -> None:

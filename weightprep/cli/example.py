@@ -11,8 +11,12 @@ from weightprep.cli.common import run_core
 
 
 def make_example(
-    folder: Annotated[Path, typer.Argument(help="Where to write the tiny Meta-layout download.")],
-    seed: Annotated[int, typer.Option(help="Seed for the tokenizer corpus and weights.")] = 0,
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write the tiny Meta-layout download.", metavar="FOLDER")
+    ],
+    seed: Annotated[
+        int, typer.Option(help="Seed for the tokenizer corpus and weights.", metavar="N")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Write a tiny, real-format Meta LLaMA download (tokenizer, 1/2/4/8-shard LLaMA-1, GQA LLaMA-2).
@@ -45,16 +49,20 @@ def make_example_delta(
     base: Annotated[
         Path,
         typer.Argument(
-            help="A converted example (convert-llama output), or the example Meta download itself (with --model-size)."
+            help="A converted example (convert-llama output), or the example Meta download itself (with --model-size).",
+            metavar="BASE",
         ),
     ],
-    output: Annotated[Path, typer.Argument(help="Where to write the delta.")],
+    output: Annotated[Path, typer.Argument(help="Where to write the delta.", metavar="OUTPUT")],
     steps: Annotated[
         int,
-        typer.Option(help="Fine-tuning steps (Adam, on the reference passage as a chat answer)."),
+        typer.Option(
+            help="Fine-tuning steps (Adam, on the reference passage as a chat answer).", metavar="N"
+        ),
     ] = 10,
     model_size: Annotated[
-        str | None, typer.Option(help="BASE is the Meta download's root: which size folder.")
+        str | None,
+        typer.Option(help="BASE is the Meta download's root: which size folder.", metavar="TEXT"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

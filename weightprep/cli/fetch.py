@@ -24,7 +24,8 @@ def fetch_cmd(
         Path, typer.Argument(metavar="DIR", help="The folder to create (must not exist).")
     ],
     revision: Annotated[
-        str | None, typer.Option(help="hf://: the branch, tag or commit (default main).")
+        str | None,
+        typer.Option(help="hf://: the branch, tag or commit (default main).", metavar="TEXT"),
     ] = None,
     manifest: Annotated[
         str | None,
@@ -32,12 +33,14 @@ def fetch_cmd(
             "--manifest",
             "-m",
             help="Also check against this: a shipped manifest's name (see `weightprep manifests`), or a file: our YAML, a SHA256SUMS, or a checklist.chk.",
+            metavar="TEXT",
         ),
     ] = None,
     credentials: Annotated[
         Path | None,
         typer.Option(
-            help="gdrive://: a service-account or authorized-user JSON (default: Application Default Credentials, then GOOGLE_OAUTH_ACCESS_TOKEN)."
+            help="gdrive://: a service-account or authorized-user JSON (default: Application Default Credentials, then GOOGLE_OAUTH_ACCESS_TOKEN).",
+            metavar="PATH",
         ),
     ] = None,
     force: Annotated[
@@ -45,7 +48,7 @@ def fetch_cmd(
         typer.Option(help="Replace DIR if it exists (only once the new copy is verified)."),
     ] = False,
     chunk_size: Annotated[
-        str, typer.Option(help="gdrive://: bytes per Range request (e.g. 64MiB).")
+        str, typer.Option(help="gdrive://: bytes per Range request (e.g. 64MiB).", metavar="TEXT")
     ] = "64MiB",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

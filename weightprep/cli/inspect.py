@@ -82,7 +82,8 @@ def inspect_cmd(
     folder: Annotated[
         Path,
         typer.Argument(
-            help="The folder: Meta's download, a model or delta in HF format, or a VLM bundle."
+            help="The folder: Meta's download, a model or delta in HF format, or a VLM bundle.",
+            metavar="FOLDER",
         ),
     ],
     verify: Annotated[
@@ -100,13 +101,15 @@ def inspect_cmd(
     reference_text: Annotated[
         Path | None,
         typer.Option(
-            help="With --perplexity: score this UTF-8 text file instead of the built-in passage."
+            help="With --perplexity: score this UTF-8 text file instead of the built-in passage.",
+            metavar="PATH",
         ),
     ] = None,
     max_perplexity: Annotated[
         float | None,
         typer.Option(
-            help="With --perplexity: the highest perplexity that passes (default: the family's bound)."
+            help="With --perplexity: the highest perplexity that passes (default: the family's bound).",
+            metavar="NUMBER",
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,

@@ -13,15 +13,19 @@ from weightprep.cli.common import run_core
 
 def patch_lavis_config_cmd(
     model_dir: Annotated[
-        Path | None, typer.Argument(help="The prepared Vicuna folder (HF format).")
+        Path | None,
+        typer.Argument(help="The prepared Vicuna folder (HF format).", metavar="MODEL_DIR"),
     ] = None,
     lavis: Annotated[
         Path | None,
         typer.Option(
-            help="LAVIS source checkout, its lavis/ package folder, or the yaml itself. Default: the installed lavis package."
+            help="LAVIS source checkout, its lavis/ package folder, or the yaml itself. Default: the installed lavis package.",
+            metavar="PATH",
         ),
     ] = None,
-    model_type: Annotated[str, typer.Option(help="vicuna7b or vicuna13b.")] = "vicuna7b",
+    model_type: Annotated[
+        str, typer.Option(help="vicuna7b or vicuna13b.", metavar="TEXT")
+    ] = "vicuna7b",
     dry_run: Annotated[bool, typer.Option(help="Print the diff; write nothing.")] = False,
     restore: Annotated[
         bool,

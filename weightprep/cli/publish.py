@@ -14,12 +14,16 @@ from weightprep.cli.common import hub_bars, make_progress, parse_size, run_core
 
 def publish_cmd(
     model_dir: Annotated[
-        Path, typer.Argument(help="The folder to publish (convert-llama / apply-delta output).")
+        Path,
+        typer.Argument(
+            help="The folder to publish (convert-llama / apply-delta output).", metavar="MODEL_DIR"
+        ),
     ],
     dest: Annotated[
         str,
         typer.Argument(
-            help="hf://NAMESPACE/NAME, gdrive://FOLDER_ID[/SUB/PATH] (gdrive://root is My Drive), or a folder."
+            help="hf://NAMESPACE/NAME, gdrive://FOLDER_ID[/SUB/PATH] (gdrive://root is My Drive), or a folder.",
+            metavar="DEST",
         ),
     ],
     public: Annotated[
@@ -29,8 +33,10 @@ def publish_cmd(
             "Meta's research licence and may only be shared with people who have permission."
         ),
     ] = False,
-    revision: Annotated[str | None, typer.Option(help="Hub branch to commit to.")] = None,
-    message: Annotated[str | None, typer.Option(help="Hub commit message.")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub branch to commit to.", metavar="TEXT")
+    ] = None,
+    message: Annotated[str | None, typer.Option(help="Hub commit message.", metavar="TEXT")] = None,
     create_pr: Annotated[
         bool, typer.Option(help="Open a Hub pull request instead of committing.")
     ] = False,
@@ -40,11 +46,12 @@ def publish_cmd(
     credentials: Annotated[
         Path | None,
         typer.Option(
-            help="Drive: a service-account or authorized-user JSON (default: Application Default Credentials, then GOOGLE_OAUTH_ACCESS_TOKEN)."
+            help="Drive: a service-account or authorized-user JSON (default: Application Default Credentials, then GOOGLE_OAUTH_ACCESS_TOKEN).",
+            metavar="PATH",
         ),
     ] = None,
     chunk_size: Annotated[
-        str, typer.Option(help="Drive upload chunk (a multiple of 256 KiB).")
+        str, typer.Option(help="Drive upload chunk (a multiple of 256 KiB).", metavar="TEXT")
     ] = "64MiB",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,

@@ -47,27 +47,37 @@ def print_plan(plan, workdir: Path) -> None:
 def run_cmd(
     recipe: Annotated[
         str,
-        typer.Argument(help="A recipe file, or a shipped recipe's name (`weightprep recipes`)."),
+        typer.Argument(
+            help="A recipe file, or a shipped recipe's name (`weightprep recipes`).",
+            metavar="RECIPE",
+        ),
     ],
     workdir: Annotated[
         Path | None,
         typer.Option(
-            help="Where stage outputs, state.json, run.json and RUN.md go (default: ./weightprep-NAME)."
+            help="Where stage outputs, state.json, run.json and RUN.md go (default: ./weightprep-NAME).",
+            metavar="PATH",
         ),
     ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="KEY=VALUE for a setting, inputs.NAME=VALUE for an input (repeatable)."
+            "--set",
+            help="KEY=VALUE for a setting, inputs.NAME=VALUE for an input (repeatable).",
+            metavar="TEXT",
         ),
     ] = None,
     plan_only: Annotated[bool, typer.Option("--plan", help="Print the plan and stop.")] = False,
     from_: Annotated[
-        str | None, typer.Option("--from", help="Start at this stage (earlier ones must have run).")
+        str | None,
+        typer.Option(
+            "--from", help="Start at this stage (earlier ones must have run).", metavar="TEXT"
+        ),
     ] = None,
-    only: Annotated[str | None, typer.Option(help="Run only this stage.")] = None,
+    only: Annotated[str | None, typer.Option(help="Run only this stage.", metavar="TEXT")] = None,
     redo: Annotated[
-        list[str] | None, typer.Option(help="Run this stage again even if done (repeatable).")
+        list[str] | None,
+        typer.Option(help="Run this stage again even if done (repeatable).", metavar="TEXT"),
     ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", help="Allow what cannot be undone (a public upload).")
@@ -136,7 +146,9 @@ def recipes_list(ctx: typer.Context) -> None:
 
 
 @recipes_app.command("show")
-def recipes_show(name: Annotated[str, typer.Argument(help="A shipped recipe's name.")]) -> None:
+def recipes_show(
+    name: Annotated[str, typer.Argument(help="A shipped recipe's name.", metavar="NAME")],
+) -> None:
     """Print a shipped recipe, to copy and edit."""
     from weightprep.recipe.schema import RecipeError, shipped
 

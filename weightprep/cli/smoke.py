@@ -57,58 +57,74 @@ def _print(report) -> None:
 
 
 def smoke_test_cmd(
-    model: Annotated[str, typer.Option(help="One of: " + ", ".join(MODELS) + ".")] = MODELS[0],
+    model: Annotated[
+        str, typer.Option(help="One of: " + ", ".join(MODELS) + ".", metavar="TEXT")
+    ] = MODELS[0],
     llm: Annotated[
         str | None,
         typer.Option(
-            help="Language model folder or Hub id: your prepared Vicuna for InstructBLIP."
+            help="Language model folder or Hub id: your prepared Vicuna for InstructBLIP.",
+            metavar="TEXT",
         ),
     ] = None,
     weights: Annotated[
         str | None,
-        typer.Option(help="The model's published weights (folder or Hub id); default: the card's."),
+        typer.Option(
+            help="The model's published weights (folder or Hub id); default: the card's.",
+            metavar="TEXT",
+        ),
     ] = None,
     vision: Annotated[
         str | None,
-        typer.Option(help="rinna-minigpt4 only: the BLIP-2 ViT + Q-Former (folder or Hub id)."),
+        typer.Option(
+            help="rinna-minigpt4 only: the BLIP-2 ViT + Q-Former (folder or Hub id).",
+            metavar="TEXT",
+        ),
     ] = None,
     image: Annotated[
-        Path | None, typer.Option(help="Image to caption; default: a drawn one.")
+        Path | None, typer.Option(help="Image to caption; default: a drawn one.", metavar="PATH")
     ] = None,
     prompt: Annotated[
-        str | None, typer.Option(help="One prompt instead of the model's set.")
+        str | None, typer.Option(help="One prompt instead of the model's set.", metavar="TEXT")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.", metavar="TEXT")] = "auto",
     dtype: Annotated[
         str,
         typer.Option(
             callback=lambda v: parse_dtype(v, auto=True),
             help="auto, float16 (fp16), bfloat16 (bf16) or float32 (fp32).",
+            metavar="TEXT",
         ),
     ] = "auto",
     quantize: Annotated[
-        str, typer.Option(help="none, 8bit or 4bit (CUDA + bitsandbytes).")
+        str, typer.Option(help="none, 8bit or 4bit (CUDA + bitsandbytes).", metavar="TEXT")
     ] = "none",
     backend: Annotated[
-        str, typer.Option(help="transformers, or lavis (InstructBLIP).")
+        str, typer.Option(help="transformers, or lavis (InstructBLIP).", metavar="TEXT")
     ] = "transformers",
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 64,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.", metavar="N")] = 64,
     expect: Annotated[
-        list[str] | None, typer.Option(help="A word some answer must contain (repeatable).")
+        list[str] | None,
+        typer.Option(help="A word some answer must contain (repeatable).", metavar="TEXT"),
     ] = None,
-    revision: Annotated[str | None, typer.Option(help="Hub revision of --weights.")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="Hub revision of --weights.", metavar="TEXT")
+    ] = None,
     example: Annotated[
         bool, typer.Option(help="Say that these are the built-in tiny example's weights.")
     ] = False,
     reference_text: Annotated[
         Path | None,
         typer.Option(
-            help="Score the language check on this UTF-8 passage instead of the built-in one."
+            help="Score the language check on this UTF-8 passage instead of the built-in one.",
+            metavar="PATH",
         ),
     ] = None,
     max_perplexity: Annotated[
         float | None,
-        typer.Option(help="The language check's bound (default: the model family's)."),
+        typer.Option(
+            help="The language check's bound (default: the model family's).", metavar="NUMBER"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[
@@ -169,10 +185,17 @@ def smoke_test_cmd(
 
 
 def make_example_vlm_cmd(
-    folder: Annotated[Path, typer.Argument(help="Where to write the tiny model's folders.")],
-    model: Annotated[str, typer.Option(help="One of: " + ", ".join(MODELS) + ".")] = MODELS[0],
+    folder: Annotated[
+        Path, typer.Argument(help="Where to write the tiny model's folders.", metavar="FOLDER")
+    ],
+    model: Annotated[
+        str, typer.Option(help="One of: " + ", ".join(MODELS) + ".", metavar="TEXT")
+    ] = MODELS[0],
     llm: Annotated[
-        Path | None, typer.Option(help="InstructBLIP / VipLLaVA: a converted tiny LLaMA folder.")
+        Path | None,
+        typer.Option(
+            help="InstructBLIP / VipLLaVA: a converted tiny LLaMA folder.", metavar="PATH"
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:

@@ -5,13 +5,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightprep.errors import VerificationError
+from weightprep.errors import InputError, VerificationError
 from weightprep.progress import NullProgress, Progress
 from weightprep.publish.outcome import FileOutcome
 from weightprep.publish.source import Source
 from weightprep.remote import drive
 from weightprep.remote.listing import Listed, mismatch
 from weightprep.remote.location import Location
+
+
+def refuse_service_account_root(credentials: Path | None, dest: Location) -> None:
+    """A service account's own My Drive (`gdrive://root/...`) is nobody's: you never see what is
+    uploaded there, and service accounts have no storage quota of their own, so the upload
+    fails once it is big. Refused before anything is sent, saying what works instead."""
+    if credentials is None or dest.target != "root":
+        return
+    import json
+
+    try:
+        info = json.loads(credentials.read_text())
+    except (OSError, ValueError):
+        return  # drive.credentials() says what is wrong with the file
+    if isinstance(info, dict) and info.get("type") == "service_account":
+        who = info.get("client_email", "the service account")
+        raise InputError(
+            f"{credentials}: a service account's gdrive://root is its own Drive: you would never "
+            f"see the files, and it has no storage quota; share a folder of yours with {who} "
+            "(as Editor) and publish to gdrive://THAT_FOLDER_ID/..., or use your own credentials "
+            "(docs/publish.md, 'Drive credentials')"
+        )
 
 
 def publish_drive(
@@ -24,6 +46,7 @@ def publish_drive(
     progress: Progress | None = None,
 ) -> tuple[list[FileOutcome], list[str]]:
     progress = progress or NullProgress()
+    refuse_service_account_root(credentials, dest)
     svc = drive.service(credentials)
     root = drive.resolve_root(svc, dest, create=not dry_run)
     remote = {} if root is None else drive.walk(svc, root)

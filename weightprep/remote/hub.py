@@ -201,3 +201,71 @@ def listing(client, repo: str, revision: str | None) -> dict[str, Listed]:
     except (RevisionNotFoundError, EntryNotFoundError):
         return {}
     return out
+
+
+def download(
+    repo: str,
+    rel: str,
+    revision: str,
+    part: Path,
+    offset: int,
+    size: int,
+    chunk: int,
+    what: str,
+    progress,
+) -> int:
+    """Append bytes `offset..size` of `rel` in Hub repo `repo` at commit `revision` to `part`,
+    in HTTP Range requests of `chunk` bytes through huggingface_hub's own session, URL and
+    headers (token, endpoint, user agent), each retried under the one budget. Returns the bytes
+    downloaded. huggingface_hub's own downloads restart a file interrupted in another process
+    from its first byte; this continues it from `part`'s size.
+    """
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    from weightprep.io import faults
+
+    url = hf_hub_url(repo, rel, revision=revision)
+    headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
+    session = get_session()
+    got = 0
+    with open(part, "r+b" if offset else "wb") as out:
+        out.truncate(offset)
+        out.seek(offset)
+        while offset < size:
+            end = min(offset + chunk, size) - 1
+            data = call(
+                f"{what} (bytes {offset}-{end})",
+                lambda offset=offset, end=end: _range(session, url, headers, offset, end),
+            )
+            out.write(data)
+            offset += len(data)
+            got += len(data)
+            progress.advance(len(data), rel)
+            faults.reached("fetch-download", len(data))
+        out.flush()
+        os.fsync(out.fileno())
+    return got
+
+
+def _range(session, url: str, headers: dict, start: int, end: int) -> bytes:
+    """GET bytes start..end of `url` (following the Hub's redirects to its file storage); an
+    error answer is raised as huggingface_hub raises it, so `classify`'s rules apply."""
+    from huggingface_hub.utils import hf_raise_for_status
+
+    resp = session.get(
+        url, headers={**headers, "Range": f"bytes={start}-{end}"}, follow_redirects=True
+    )
+    hf_raise_for_status(resp)
+    content = resp.content
+    if resp.status_code == 200:  # the whole file: a server that ignores Range
+        content = content[start : end + 1]
+    elif resp.status_code == 206:
+        first = resp.headers.get("content-range", "").removeprefix("bytes ").split("-")[0]
+        if first != str(start):
+            raise ConnectionError(
+                f"asked for bytes {start}-, got {resp.headers.get('content-range')}"
+            )
+    if not content:
+        raise ConnectionError(f"empty answer for bytes {start}-{end}")
+    return content[: end - start + 1]
