@@ -218,7 +218,7 @@ def describe_output(out: Path, ref: Path | None) -> str:
     """Size, format, dtypes and tensor count of `out`, and whether it equals `ref`'s tensors."""
     import torch
 
-    from weightprep.delta import _names
+    from weightprep.delta import weight_names as _names
     from weightprep.io.reader import CheckpointReader
 
     size = folder_bytes(out)
