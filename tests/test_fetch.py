@@ -199,25 +199,30 @@ def test_drive_503_and_dropped_connection_are_survived(drive, tmp_path, monkeypa
     assert result.files[0].sha256 == hashlib.sha256(data).hexdigest()
 
 
+def _fetch_killed_after(nbytes: int, source: str, out: Path) -> None:
+    """`fetch(source, out)` in a new process, SIGKILLed once `nbytes` were downloaded."""
+    code = (
+        "import sys; from pathlib import Path; from weightprep.fetch import fetch; "
+        f"fetch(sys.argv[1], Path(sys.argv[2]), chunk_size={CHUNK})"
+    )
+    env = {**os.environ, "WEIGHTPREP_FAULT": f"fetch-download:{nbytes}"}
+    killed = subprocess.run(
+        [sys.executable, "-c", code, source, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not out.exists()
+
+
 def test_drive_killed_mid_file_resumes(drive, tmp_path):
     size = 3 * 2**20
     data = os.urandom(size)
     _seed(drive, {"big.bin": data})
     out = tmp_path / "out"
-    code = (
-        "import sys; from pathlib import Path; from weightprep.fetch import fetch; "
-        f"fetch(sys.argv[1], Path(sys.argv[2]), chunk_size={CHUNK})"
-    )
-    env = {**os.environ, "WEIGHTPREP_FAULT": f"fetch-download:{2**20}"}
-    killed = subprocess.run(
-        [sys.executable, "-c", code, "gdrive://root/models", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert not out.exists()
+    _fetch_killed_after(2**20, "gdrive://root/models", out)
     part = tmp_path / "out.partial" / ".big.bin.partial"
     assert 2**20 <= part.stat().st_size < size
     first = drive.bytes_served
@@ -276,20 +281,7 @@ def test_hub_killed_mid_file_resumes(hub_stand_in, tmp_path):
     (src / "config.json").write_text('{"model_type": "llama"}\n')
     hub = hub_stand_in({"fetch/big": src})
     out = tmp_path / "out"
-    code = (
-        "import sys; from pathlib import Path; from weightprep.fetch import fetch; "
-        f"fetch(sys.argv[1], Path(sys.argv[2]), chunk_size={CHUNK})"
-    )
-    env = {**os.environ, "WEIGHTPREP_FAULT": f"fetch-download:{2**20}"}
-    killed = subprocess.run(
-        [sys.executable, "-c", code, "hf://fetch/big", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert not out.exists()
+    _fetch_killed_after(2**20, "hf://fetch/big", out)
     part = tmp_path / "out.partial" / ".model.safetensors.partial"
     have = part.stat().st_size
     assert 2**20 <= have < len(data)
