@@ -18,12 +18,12 @@ from weightprep.cli.app import app
 from weightprep.example import make_delta_example
 from weightprep.inspect import (
     base_delta_mismatch,
-    check_weight_file,
     config_family,
     config_size,
     delta_evidence,
     inspect_folder,
     llama_size,
+    weight_file_status,
 )
 from weightprep.lavis import BACKUP_SUFFIX
 
@@ -452,7 +452,7 @@ def test_first_bytes_checked_before_any_parser(tmp_path, monkeypatch) -> None:
         raise AssertionError("torch.load called")
 
     monkeypatch.setattr(torch, "load", boom)
-    assert check_weight_file(tmp_path, p).status == "html"
+    assert weight_file_status(tmp_path, p).status == "html"
     assert inspect_folder(tmp_path).problems[1].startswith("pytorch_model.bin: an HTML page")
 
 

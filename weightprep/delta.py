@@ -292,19 +292,18 @@ def combine(
 
 
 def _language_of_base(base, meta, base_dir: Path, language: LanguageOptions):
-    from weightprep.language import check_folder, check_reader
+    """The base's language check, on the reader the merge already holds open."""
+    from weightprep.language import check_reader
+    from weightprep.llama.forward import read_config
 
     if meta is None:
-        return check_folder(
-            base_dir,
-            reference=language.reference,
-            max_perplexity=language.max_perplexity,
-            who="base: ",
-        )
+        config, tokenizer = read_config(base_dir), base_dir / "tokenizer.model"
+    else:
+        config, tokenizer = meta.config("float16"), meta.ckpt.tokenizer
     return check_reader(
         base,
-        meta.config("float16"),
-        meta.ckpt.tokenizer,
+        config,
+        tokenizer,
         reference=language.reference,
         max_perplexity=language.max_perplexity,
         who="base: ",

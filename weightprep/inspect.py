@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from weightprep.errors import InputError, one_line
+from weightprep.io.jsonfile import read_object
+from weightprep.io.outputs import MANIFEST_NAME, SUMS_NAME
 from weightprep.progress import NullProgress, Progress
 
 KINDS = ("meta", "model", "delta", "vlm", "unknown")
@@ -57,7 +59,7 @@ LLAMA_SIZES = {(4096, 32): "7B", (5120, 40): "13B", (6656, 60): "30B", (8192, 80
 CONTEXT = {2048: "llama-1", 4096: "llama-2"}
 _NAMES = {"llama-1": "LLaMA-1", "llama-2": "LLaMA-2"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-MANIFEST_NAMES = ("manifest.yaml", "SHA256SUMS")
+MANIFEST_NAMES = (MANIFEST_NAME, SUMS_NAME)  # the two files weightprep writes beside weights
 MAX_JSON_BYTES = 64 * 2**20  # LLaMA-3's tokenizer.json is 9 MB
 MAX_ST_HEADER = 100 * 2**20  # safetensors' own limit
 LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
@@ -280,7 +282,7 @@ def _check_torch_zip(path: Path, size: int, head: bytes) -> tuple[str, str] | No
     return None
 
 
-def check_weight_file(folder: Path, path: Path) -> WeightFile:
+def weight_file_status(folder: Path, path: Path) -> WeightFile:
     """Is this weight file really one? First bytes, then the container's own directory: a
     safetensors header's data offsets, a zip's central directory. Never unpickles anything."""
     rel = path.relative_to(folder).as_posix()
@@ -306,29 +308,19 @@ def _read_json(path: Path, f: _Found, rel: str) -> dict | None:
     if found is not None:
         f.problems.append(f"{rel}: {found[1]}")
         return None
-    if size > MAX_JSON_BYTES:
-        f.problems.append(f"{rel}: {size} bytes is too large for a {path.name}")
-        return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        f.problems.append(f"{rel}: not valid JSON ({one_line(exc)})")
+        return read_object(path, MAX_JSON_BYTES)
+    except InputError as exc:  # its message names the file by its full path: use rel
+        f.problems.append(f"{rel}: {str(exc).removeprefix(f'{path}: ')}")
         return None
-    if not isinstance(doc, dict):
-        f.problems.append(f"{rel}: not a JSON object")
-        return None
-    return doc
 
 
 def _load_json_quiet(path: Path) -> dict | None:
     """A JSON object, or None for anything else (guards that must not fail on it)."""
     try:
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return read_object(path, MAX_JSON_BYTES) if path.is_file() else None
+    except (OSError, InputError):
         return None
-    return doc if isinstance(doc, dict) else None
 
 
 # --- family and size ----------------------------------------------------------------------------
@@ -520,7 +512,7 @@ def delta_evidence(folder: Path) -> tuple[bool, str] | None:
         return None
     try:
         paths = _weight_paths(folder)
-        if not paths or any(check_weight_file(folder, p).status != "ok" for p in paths):
+        if not paths or any(weight_file_status(folder, p).status != "ok" for p in paths):
             return None
         judgement, _ = _read_norms(folder)
     except (InputError, OSError):
@@ -688,7 +680,7 @@ def _check_files(folder: Path, paths: list[Path], f: _Found) -> bool:
     """Check each weight file's first bytes and header; True when all look like weights."""
     ok = True
     for p in paths:
-        w = check_weight_file(folder, p)
+        w = weight_file_status(folder, p)
         f.weights.append(w)
         if w.status != "ok":
             ok = False
@@ -788,7 +780,7 @@ def _minigpt4_checkpoint(folder: Path, paths: list[Path], f: _Found) -> bool:
     from weightprep.io.pth import load_checkpoint
 
     for p in paths:
-        if p.suffix == ".safetensors" or check_weight_file(folder, p).status != "ok":
+        if p.suffix == ".safetensors" or weight_file_status(folder, p).status != "ok":
             continue
         try:
             ckpt = load_checkpoint(p)

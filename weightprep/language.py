@@ -9,7 +9,7 @@ the hundreds to tens of thousands. The bound sits between, with a wide margin on
 For a folder the check streams (`check_folder`): one decoder layer's weights in memory at a
 time, the passage's hidden states carried from layer to layer (`weightprep.llama.forward`), so
 a 7B model is scored in about 1 GB. The smoke test scores the model it has already loaded
-(`perplexity_of_model`).
+(`check_loaded`).
 """
 
 from __future__ import annotations
