@@ -101,13 +101,18 @@ def _corpus(seed: int, lines: int = 3000) -> list[str]:
     return out
 
 
-def train_tokenizer(seed: int = 0, vocab_size: int = VOCAB_SIZE) -> bytes:
-    """Train a real SentencePiece BPE model with LLaMA's trainer settings; return its bytes."""
+def train_tokenizer(
+    seed: int = 0, vocab_size: int = VOCAB_SIZE, extra: tuple[str, ...] = ()
+) -> bytes:
+    """Train a real SentencePiece BPE model with LLaMA's trainer settings; return its bytes.
+
+    `extra`: more training lines (tests add indented code so whitespace-only pieces are learnt).
+    """
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus(seed)),
+        sentence_iterator=iter(_corpus(seed) + list(extra)),
         model_writer=model,
         model_type="bpe",
         vocab_size=vocab_size,
