@@ -619,7 +619,7 @@ def test_every_writer_states_llamas_special_tokens(meta_root, converted, delta, 
     tokenizer.json and tokenizer.model all say bos 1, eos 2, unk 0 (the configs state no unk, as
     transformers' own do) and no pad; and inspect
     reports them as agreeing, with nothing noted."""
-    from weightprep.tokenizer import TOKENIZER_CLASS
+    from weightprep.tokenizer import TOKENIZER_CLASS, tokenizer_files
 
     files = (
         "config.json",
@@ -643,6 +643,10 @@ def test_every_writer_states_llamas_special_tokens(meta_root, converted, delta, 
         assert not [n for n in r.notes if "special tokens" in n], writer
         tc = json.loads((folder / "tokenizer_config.json").read_text())
         assert tc["tokenizer_class"] == TOKENIZER_CLASS, writer
+        # the files tests/test_tokenizer.py runs through every loader, old and new
+        fresh = tokenizer_files(folder / "tokenizer.model", tc["model_max_length"])
+        for name, data in fresh.items():
+            assert (folder / name).read_bytes() == data, (writer, name)
         gen = json.loads((folder / "generation_config.json").read_text())
         assert gen == {"bos_token_id": 1, "eos_token_id": 2}, writer
 
@@ -683,3 +687,24 @@ def test_pad_id_the_tokenizer_lacks_is_noted(converted, tmp_path) -> None:
         "but no tokenizer file names a pad token: generate() fills finished rows with it"
     ]
     assert "pad id" not in invoke("inspect", converted("7B")).stdout
+
+
+def test_fast_only_class_without_tokenizer_json_is_a_problem(converted, tmp_path) -> None:
+    """Our tokenizer_config.json names PreTrainedTokenizerFast; a copy that leaves tokenizer.json
+    behind cannot be loaded by transformers 4.x's AutoTokenizer."""
+    folder = copy(converted("7B"), tmp_path / "no-tokenizer-json")
+    (folder / "tokenizer.json").unlink()
+    res = invoke("inspect", folder)
+    assert res.exit_code == 1
+    problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
+    assert problems == [
+        "problem: tokenizer.json: missing, and tokenizer_config.json names "
+        "PreTrainedTokenizerFast, which transformers 4.x builds from tokenizer.json alone "
+        "(AutoTokenizer fails): copy tokenizer.json with the other tokenizer files"
+    ]
+    # lmsys's deltas carry no tokenizer.json, but name LlamaTokenizer: nothing to report
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({**cfg, "tokenizer_class": "LlamaTokenizer"})
+    )
+    assert invoke("inspect", folder).exit_code == 0

@@ -583,6 +583,15 @@ def _tokenizer_json_vocab(doc: dict) -> dict[str, int]:
     return vocab
 
 
+# tokenizer classes whose only source is tokenizer.json (weightprep's folders name the first)
+FAST_ONLY_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _tokenizer_class(tcfg: dict | None) -> str | None:
+    c = (tcfg or {}).get("tokenizer_class")
+    return c if isinstance(c, str) else None
+
+
 def _special_tokens(folder: Path, f: _Found, cfg: dict | None) -> None:
     sources: dict[str, dict[str, int | list[int] | None]] = {}
     if cfg is not None:
@@ -594,6 +603,12 @@ def _special_tokens(folder: Path, f: _Found, cfg: dict | None) -> None:
     tcfg = _read_json(folder / "tokenizer_config.json", f, "tokenizer_config.json")
     smap = _read_json(folder / "special_tokens_map.json", f, "special_tokens_map.json")
     tj = _read_json(folder / "tokenizer.json", f, "tokenizer.json")
+    if not (folder / "tokenizer.json").exists() and _tokenizer_class(tcfg) in FAST_ONLY_CLASSES:
+        f.problems.append(
+            f"tokenizer.json: missing, and tokenizer_config.json names {_tokenizer_class(tcfg)}, "
+            "which transformers 4.x builds from tokenizer.json alone (AutoTokenizer fails): "
+            "copy tokenizer.json with the other tokenizer files"
+        )
     tj_vocab = _tokenizer_json_vocab(tj) if tj is not None else None
 
     decoder: dict[str, int] = {}
