@@ -17,8 +17,8 @@ Builds once (cached in the work folder, default bench/out/onepass, which git ign
   delta-7B/   an lmsys-style LLaMA-1 delta (as Vicuna v1.1's is published): fp16
               `pytorch_model-0000N-of-0000M.bin` shards of at most 10 GB + index, config.json
               (max_position_embeddings 2048, rms_norm_eps 1e-06), generation_config.json,
-              tokenizer.model + tokenizer.json + tokenizer_config.json + special_tokens_map.json; every tensor
-              0.001*randn (seeded), written the same way.
+              tokenizer.model + tokenizer.json + tokenizer_config.json +
+              special_tokens_map.json; every tensor 0.001*randn (seeded), written the same way.
 
 Then runs, each in a fresh process with the page cache dropped first (`sync; echo 3 >
 /proc/sys/vm/drop_caches`, when writable), `--repeat` times (default 1: each run is minutes):
