@@ -337,3 +337,22 @@ def test_unigram_model_refused(tok_folder: Path) -> None:
     proto.trainer_spec.model_type = 1
     with pytest.raises(InputError, match="is BPE; this one is not"):
         build_tokenizer_json(proto.SerializeToString())
+
+
+def test_damaged_models_are_input_errors(tok_folder: Path) -> None:
+    """Truncated or byte-flipped models: our reader says InputError (or reads a still-valid
+    model), never another exception."""
+    import random
+
+    data = (tok_folder / "tokenizer.model").read_bytes()
+    rng = random.Random(0)
+    refused = 0
+    for trial in range(200):
+        b = bytearray(data[: rng.randrange(len(data))] if trial % 3 == 0 else data)
+        for _ in range(rng.randint(0, 20) if trial % 3 else 0):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        try:
+            build_tokenizer_json(bytes(b))
+        except InputError:
+            refused += 1
+    assert refused > 100

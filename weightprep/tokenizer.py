@@ -133,9 +133,8 @@ def _parse(data: bytes, source: str) -> _Model:
             except UnicodeDecodeError as exc:
                 raise InputError(f"{source}: not a SentencePiece model ({exc})") from exc
             score = p.get(2, 0.0)
-            typ = p.get(3, _NORMAL)
             pieces.append(
-                _Piece(piece, float(score) if isinstance(score, float) else 0.0, int(typ))
+                _Piece(piece, score if isinstance(score, float) else 0.0, _num(p, 3, _NORMAL))
             )
         elif num == 2 and wire == 2:
             trainer = {k: v for k, _, v in _fields(val, source)}
@@ -146,17 +145,23 @@ def _parse(data: bytes, source: str) -> _Model:
     name = norm.get(1, b"")
     return _Model(
         pieces=pieces,
-        model_type=int(trainer.get(3, 1)),
-        byte_fallback=bool(trainer.get(35, 0)),
-        unk_id=_int32(int(trainer.get(40, 0))),
-        bos_id=_int32(int(trainer.get(41, 1))),
-        eos_id=_int32(int(trainer.get(42, 2))),
+        model_type=_num(trainer, 3, 1),
+        byte_fallback=bool(_num(trainer, 35, 0)),
+        unk_id=_int32(_num(trainer, 40, 0)),
+        bos_id=_int32(_num(trainer, 41, 1)),
+        eos_id=_int32(_num(trainer, 42, 2)),
         normalizer=name.decode("utf-8", "replace") if isinstance(name, bytes) else "",
-        add_dummy_prefix=bool(norm.get(3, 1)),
-        remove_extra_whitespaces=bool(norm.get(4, 1)),
-        escape_whitespaces=bool(norm.get(5, 1)),
-        treat_whitespace_as_suffix=bool(trainer.get(24, 0)),
+        add_dummy_prefix=bool(_num(norm, 3, 1)),
+        remove_extra_whitespaces=bool(_num(norm, 4, 1)),
+        escape_whitespaces=bool(_num(norm, 5, 1)),
+        treat_whitespace_as_suffix=bool(_num(trainer, 24, 0)),
     )
+
+
+def _num(fields: dict, key: int, default: int) -> int:
+    """An integer field (proto2 default when absent); any other wire type counts as absent."""
+    v = fields.get(key, default)
+    return v if isinstance(v, int) else default
 
 
 def read_spm(path: Path) -> SpmInfo:
