@@ -76,6 +76,7 @@ SIDE_FILES = (
     "config.json",
     "generation_config.json",
     "tokenizer.model",
+    "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
 )

@@ -17,8 +17,8 @@ Builds once (cached in the work folder, default bench/out/onepass, which git ign
   delta-7B/   an lmsys-style LLaMA-1 delta (as Vicuna v1.1's is published): fp16
               `pytorch_model-0000N-of-0000M.bin` shards of at most 10 GB + index, config.json
               (max_position_embeddings 2048, rms_norm_eps 1e-06), generation_config.json,
-              tokenizer.model + tokenizer_config.json + special_tokens_map.json; every tensor
-              0.001*randn (seeded), written the same way.
+              tokenizer.model + tokenizer.json + tokenizer_config.json +
+              special_tokens_map.json; every tensor 0.001*randn (seeded), written the same way.
 
 Then runs, each in a fresh process with the page cache dropped first (`sync; echo 3 >
 /proc/sys/vm/drop_caches`, when writable), `--repeat` times (default 1: each run is minutes):
@@ -100,7 +100,13 @@ SEED = cb.SEED
 DELTA_SEED = 1
 DELTA_SCALE = 0.001
 DELTA_SHARD_BYTES = 10 * GB  # transformers' "10GB" of the time: lmsys' 7B delta has 2 shards
-DELTA_TOKENIZER = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
+# tokenizer.json too: tokenizer_config.json names PreTrainedTokenizerFast, which needs it
+DELTA_TOKENIZER = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 BUILD_VERSION = 1  # bump when the built inputs change, to invalidate the cache
 DISK_POLL_S = 0.25
 TIMED_OUT = 124  # coreutils `timeout`'s exit status when it stopped the command
@@ -405,7 +411,7 @@ def build_delta(root: Path, delta: Path) -> None:
     (partial / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2) + "\n")
     (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (partial / "generation_config.json").write_text(
-        json.dumps(generation_config(1), indent=2) + "\n"
+        json.dumps(generation_config(), indent=2) + "\n"
     )
     files = tokenizer_files(root / "tokenizer.model", config["max_position_embeddings"])
     for name in DELTA_TOKENIZER:

@@ -10,7 +10,12 @@ import torch
 
 from weightprep.io.reader import CheckpointReader
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def read_all(folder: Path) -> dict[str, torch.Tensor]:

@@ -592,3 +592,119 @@ def test_smoke_test_refuses_a_delta_before_loading(delta, monkeypatch) -> None:
     assert res.exit_code == 1, res.output
     assert res.stderr.count("\n") == 1 and "delta weights, not a model" in res.stderr
     assert "apply-delta" in res.stderr
+
+
+# --- special tokens in every folder weightprep writes --------------------------------------------
+
+LLAMA_IDS = {"bos": 1, "eos": 2, "unk": 0, "pad": None}
+
+
+def _writers(meta_root, converted, delta, tmp: Path) -> dict[str, Path]:
+    from weightprep.delta import apply_delta, make_delta
+
+    merged = apply_delta(converted("7B"), delta, tmp / "merged").output
+    return {
+        "convert-llama": converted("7B"),
+        "make-example-delta": delta,
+        "apply-delta": merged,
+        "apply-delta (one pass from Meta's download)": apply_delta(
+            meta_root, delta, tmp / "one-pass", model_size="7B"
+        ).output,
+        "make-delta": make_delta(converted("7B"), merged, tmp / "made-delta").output,
+    }
+
+
+def test_every_writer_states_llamas_special_tokens(meta_root, converted, delta, tmp_path) -> None:
+    """config.json, generation_config.json, tokenizer_config.json, special_tokens_map.json,
+    tokenizer.json and tokenizer.model all say bos 1, eos 2, unk 0 (the configs state no unk, as
+    transformers' own do) and no pad; and inspect
+    reports them as agreeing, with nothing noted."""
+    from weightprep.tokenizer import TOKENIZER_CLASS, tokenizer_files
+
+    files = (
+        "config.json",
+        "generation_config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer.model",
+    )
+    for writer, folder in _writers(meta_root, converted, delta, tmp_path).items():
+        r = inspect_folder(folder)
+        assert r.special_tokens.agree, writer
+        assert set(files) <= set(r.special_tokens.sources), writer
+        for name in files:
+            want = (
+                dict(LLAMA_IDS, unk=None)
+                if name.endswith("n_config.json") or name == "config.json"
+                else LLAMA_IDS
+            )
+            assert r.special_tokens.sources[name] == want, (writer, name)
+        assert not [n for n in r.notes if "special tokens" in n], writer
+        tc = json.loads((folder / "tokenizer_config.json").read_text())
+        assert tc["tokenizer_class"] == TOKENIZER_CLASS, writer
+        # the files tests/test_tokenizer.py runs through every loader, old and new
+        fresh = tokenizer_files(folder / "tokenizer.model", tc["model_max_length"])
+        for name, data in fresh.items():
+            assert (folder / name).read_bytes() == data, (writer, name)
+        gen = json.loads((folder / "generation_config.json").read_text())
+        assert gen == {"bos_token_id": 1, "eos_token_id": 2}, writer
+
+
+@pytest.mark.parametrize(
+    ("file", "key", "value", "role"),
+    [
+        ("generation_config.json", "eos_token_id", 0, "eos"),  # MiniGPT-4 #339
+        ("config.json", "bos_token_id", 2, "bos"),
+        ("tokenizer_config.json", "unk_token", "</s>", "unk"),
+    ],
+)
+def test_one_disagreeing_file_is_a_problem(converted, tmp_path, file, key, value, role) -> None:
+    folder = copy(converted("7B"), tmp_path / "bad")
+    doc = json.loads((folder / file).read_text())
+    doc[key] = value
+    (folder / file).write_text(json.dumps(doc))
+    res = invoke("inspect", folder)
+    assert res.exit_code == 1
+    problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
+    assert len(problems) == 1, problems
+    bad_id = value if isinstance(value, int) else 2
+    assert problems[0].startswith(f"problem: special tokens disagree: {role} id ")
+    assert f"{bad_id} in {file}" in problems[0]
+
+
+def test_pad_id_the_tokenizer_lacks_is_noted(converted, tmp_path) -> None:
+    """LAVIS #483/#509, FastChat #408: pad_token_id 0 (<unk>) in the configs, no pad token in the
+    tokenizer files. Noted (generation fills finished rows with it), not a failure."""
+    folder = copy(converted("7B"), tmp_path / "pad0", pad_token_id=0)
+    gen = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**gen, "pad_token_id": 0}))
+    res = invoke("inspect", folder)
+    assert res.exit_code == 0, res.stdout
+    notes = [ln for ln in res.stdout.splitlines() if "pad id" in ln]
+    assert notes == [
+        "  note     special tokens: pad id 0 (<unk>) in config.json, generation_config.json, "
+        "but no tokenizer file names a pad token: generate() fills finished rows with it"
+    ]
+    assert "pad id" not in invoke("inspect", converted("7B")).stdout
+
+
+def test_fast_only_class_without_tokenizer_json_is_a_problem(converted, tmp_path) -> None:
+    """Our tokenizer_config.json names PreTrainedTokenizerFast; a copy that leaves tokenizer.json
+    behind cannot be loaded by transformers 4.x's AutoTokenizer."""
+    folder = copy(converted("7B"), tmp_path / "no-tokenizer-json")
+    (folder / "tokenizer.json").unlink()
+    res = invoke("inspect", folder)
+    assert res.exit_code == 1
+    problems = [ln for ln in res.stdout.splitlines() if ln.startswith("problem:")]
+    assert problems == [
+        "problem: tokenizer.json: missing, and tokenizer_config.json names "
+        "PreTrainedTokenizerFast, which transformers 4.x builds from tokenizer.json alone "
+        "(AutoTokenizer fails): copy tokenizer.json with the other tokenizer files"
+    ]
+    # lmsys's deltas carry no tokenizer.json, but name LlamaTokenizer: nothing to report
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({**cfg, "tokenizer_class": "LlamaTokenizer"})
+    )
+    assert invoke("inspect", folder).exit_code == 0

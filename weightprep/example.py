@@ -101,13 +101,18 @@ def _corpus(seed: int, lines: int = 3000) -> list[str]:
     return out
 
 
-def train_tokenizer(seed: int = 0, vocab_size: int = VOCAB_SIZE) -> bytes:
-    """Train a real SentencePiece BPE model with LLaMA's trainer settings; return its bytes."""
+def train_tokenizer(
+    seed: int = 0, vocab_size: int = VOCAB_SIZE, extra: tuple[str, ...] = ()
+) -> bytes:
+    """Train a real SentencePiece BPE model with LLaMA's trainer settings; return its bytes.
+
+    `extra`: more training lines (tests add indented code so whitespace-only pieces are learnt).
+    """
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus(seed)),
+        sentence_iterator=iter(_corpus(seed) + list(extra)),
         model_writer=model,
         model_type="bpe",
         vocab_size=vocab_size,
@@ -354,15 +359,16 @@ def _base_for_delta(base: Path, model_size: str | None):
         tensors.update(load_file(str(f)))
     if not tensors:
         raise FileNotFoundError(f"{base}: no safetensors weights (run convert-llama first)")
-    names = (
-        "config.json",
-        "generation_config.json",
-        "tokenizer.model",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
+    config = read_config(base)
+    side = {n: (base / n).read_bytes() for n in _CONFIGS if (base / n).exists()}
+    # every tokenizer file written afresh from tokenizer.model, so that they agree with each other
+    side.update(
+        tokenizer_files(base / "tokenizer.model", config.get("max_position_embeddings", 2048))
     )
-    side = {n: (base / n).read_bytes() for n in names if (base / n).exists()}
-    return tensors, read_config(base), base / "tokenizer.model", side
+    return tensors, config, base / "tokenizer.model", side
+
+
+_CONFIGS = ("config.json", "generation_config.json")
 
 
 def make_delta_example(

@@ -583,6 +583,15 @@ def _tokenizer_json_vocab(doc: dict) -> dict[str, int]:
     return vocab
 
 
+# tokenizer classes whose only source is tokenizer.json (weightprep's folders name the first)
+FAST_ONLY_CLASSES = ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def _tokenizer_class(tcfg: dict | None) -> str | None:
+    c = (tcfg or {}).get("tokenizer_class")
+    return c if isinstance(c, str) else None
+
+
 def _special_tokens(folder: Path, f: _Found, cfg: dict | None) -> None:
     sources: dict[str, dict[str, int | list[int] | None]] = {}
     if cfg is not None:
@@ -594,6 +603,12 @@ def _special_tokens(folder: Path, f: _Found, cfg: dict | None) -> None:
     tcfg = _read_json(folder / "tokenizer_config.json", f, "tokenizer_config.json")
     smap = _read_json(folder / "special_tokens_map.json", f, "special_tokens_map.json")
     tj = _read_json(folder / "tokenizer.json", f, "tokenizer.json")
+    if not (folder / "tokenizer.json").exists() and _tokenizer_class(tcfg) in FAST_ONLY_CLASSES:
+        f.problems.append(
+            f"tokenizer.json: missing, and tokenizer_config.json names {_tokenizer_class(tcfg)}, "
+            "which transformers 4.x builds from tokenizer.json alone (AutoTokenizer fails): "
+            "copy tokenizer.json with the other tokenizer files"
+        )
     tj_vocab = _tokenizer_json_vocab(tj) if tj is not None else None
 
     decoder: dict[str, int] = {}
@@ -670,7 +685,41 @@ def _special_tokens(folder: Path, f: _Found, cfg: dict | None) -> None:
         if sp_name in sources and {"config.json", "generation_config.json"} & set(said):
             hint = f"; the weights were trained with {sp_name}'s ids (transformers #22642)"
         f.problems.append(f"special tokens disagree: {r} id {listing}{hint}")
+    _pad_without_tokenizer_pad(sources, tokens, f)
     f.tokens = SpecialTokens(sources, tokens, agree)
+
+
+def _pad_without_tokenizer_pad(sources: dict, tokens: dict[str, str], f: _Found) -> None:
+    """A pad id in the configs that no tokenizer file names (Meta's LLaMA has no pad piece).
+    A note, not a problem: nothing is mis-encoded, but generate() fills finished rows with that
+    id (LAVIS's blip2_vicuna_instruct maps 0s back to 2 after generating for this reason)."""
+    if "pad" in tokens:
+        return
+    said = {
+        name: row.get("pad")
+        for name, row in sources.items()
+        if name in ("config.json", "generation_config.json") and row.get("pad") is not None
+    }
+    if not said:
+        return
+    ids = sorted({str(v) for v in said.values()})
+    names = [
+        t for r, t in tokens.items() if r != "pad" and _tokenizer_id(sources, r) in said.values()
+    ]
+    what = f" ({', '.join(names)})" if names else ""
+    f.notes.append(
+        f"special tokens: pad id {'/'.join(ids)}{what} in {', '.join(said)}, but no tokenizer "
+        "file names a pad token: generate() fills finished rows with it"
+    )
+
+
+def _tokenizer_id(sources: dict, role: str) -> int | None:
+    """The id the tokenizer files give `role` (tokenizer.json first), or None."""
+    for name in ("tokenizer.json", "tokenizer.model", "spiece.model", "tokenizer_config.json"):
+        v = sources.get(name, {}).get(role)
+        if isinstance(v, int):
+            return v
+    return None
 
 
 # --- the kinds ----------------------------------------------------------------------------------

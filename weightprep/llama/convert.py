@@ -229,7 +229,7 @@ class MetaSource:
         return meta_config(self.params, self.vocab, self.version, dtype)
 
     def generation_config(self) -> dict:
-        return generation_config(self.version)
+        return generation_config()
 
     def __enter__(self) -> MetaSource:
         return self.open()
@@ -297,9 +297,7 @@ def convert_meta_to_hf(
 
     extra = {
         "config.json": (json.dumps(config, indent=2) + "\n").encode(),
-        "generation_config.json": (
-            json.dumps(generation_config(version), indent=2) + "\n"
-        ).encode(),
+        "generation_config.json": (json.dumps(generation_config(), indent=2) + "\n").encode(),
         **tok_files,
     }
     verifier = InputVerifier(checks) if checks else None  # sizes checked here, hashes in background

@@ -158,5 +158,8 @@ def hf_config(p: LlamaParams, vocab_size: int, llama_version: int, dtype: str) -
     }
 
 
-def generation_config(llama_version: int) -> dict:
-    return {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0 if llama_version == 2 else None}
+def generation_config() -> dict:
+    """LLaMA's BOS/EOS and nothing else: no pad id (LLaMA has no pad piece; a pad of 0, <unk>,
+    makes `generate()` fill finished rows with <unk>) and no sampling defaults (greedy unless the
+    caller asks). docs/convert.md#generation_configjson says why."""
+    return {"bos_token_id": 1, "eos_token_id": 2}
