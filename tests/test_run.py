@@ -336,6 +336,12 @@ def test_instructblip_recipe_on_stand_ins(tmp_path, meta_root, converted, hub_st
     assert "digests: nothing compared: no --manifest given" in md
     assert "language check: PASS: output: perplexity" in md
     assert "(manifest tiny-llama)" in by_id["vicuna"]["result"]["compared"]
+    # every check in words: the preflight's, Meta's md5 checklist, the LAVIS file and its backup
+    assert f"- OK inputs.llama: {meta_root} exists" in md
+    assert "- input: consolidated.00.pth: md5 OK" in md
+    assert f"- LAVIS: patched {config}: llm_model" in md
+    assert f"the original is kept as {config}.weightprep-backup" in md
+    assert (config.parent / (config.name + ".weightprep-backup")).is_file()
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and set(_statuses(wd).values()) == {"skipped", "off"}, _statuses(wd)
 

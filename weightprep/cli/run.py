@@ -90,7 +90,12 @@ def run_cmd(
             metavar="TEXT",
         ),
     ] = None,
-    plan_only: Annotated[bool, typer.Option("--plan", help="Print the plan and stop.")] = False,
+    plan_only: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Print the plan and the preflight checks and stop; reads no weights."
+        ),
+    ] = False,
     from_: Annotated[
         str | None,
         typer.Option(
