@@ -339,23 +339,50 @@ def test_plan_json_and_preflight_json(tmp_path, meta_root):
 
 
 def test_empty_llama_manifest_skips_the_check_and_the_record_says_so(tmp_path, meta_root):
-    recipe = _recipe(tmp_path, meta_root)
+    """The seed recipes' one pass: Meta's download and a delta, verify_input from a setting."""
+    doc = {
+        "version": 1,
+        "name": "one-pass",
+        "settings": {"llama_manifest": "llama-7b"},
+        "inputs": {"llama": str(meta_root)},
+        "stages": [
+            {
+                "id": "delta",
+                "run": "make-example-delta",
+                "with": {"base": "${inputs.llama}", "model_size": "7B", "steps": 2},
+            },
+            {
+                "id": "vicuna",
+                "run": "apply-delta",
+                "with": {
+                    "base": "${inputs.llama}",
+                    "model_size": "7B",
+                    "delta": "${delta}",
+                    "verify_input": "${settings.llama_manifest}",
+                },
+            },
+        ],
+    }
+    recipe = tmp_path / "one-pass.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
     wd = tmp_path / "wd"
-    res = runner.invoke(app, ["run", str(recipe), "--workdir", str(wd), "--set", "llama_manifest="])
+    args = ["run", str(recipe), "--workdir", str(wd)]
+    res = runner.invoke(app, [*args, "--set", "llama_manifest=", "--plan"])
     assert res.exit_code == 0, res.output
     assert "--verify-input" not in res.stdout
+    res = runner.invoke(app, [*args, "--set", "llama_manifest="])
+    assert res.exit_code == 0, res.output
     md = (wd / "RUN.md").read_text()
     assert "verify_input: skipped (${settings.llama_manifest} is empty" in md
-    assert "input: consolidated.00.pth: md5 OK" in md  # Meta's checklist, still checked
-    # set, it is checked in the same read, and the record says against what
+    assert "- input: consolidated.00.pth: md5 OK" in md  # Meta's checklist, still checked
+    assert "- input: not checked against a published manifest" in md
+    # set to a manifest, it is checked in the same read, and the record says against what
     from weightprep.checksum import hash_tree
     from weightprep.manifest import Manifest, dump_yaml
 
     manifest = tmp_path / "tiny-llama.yaml"
     manifest.write_text(dump_yaml(Manifest("tiny-llama", hash_tree(meta_root))))
-    res = runner.invoke(
-        app, ["run", str(recipe), "--workdir", str(wd), "--set", f"llama_manifest={manifest}"]
-    )
+    res = runner.invoke(app, [*args, "--set", f"llama_manifest={manifest}"])
     assert res.exit_code == 0, res.output
     md = (wd / "RUN.md").read_text()
     assert "(manifest tiny-llama)" in md and "verify_input: skipped" not in md
