@@ -210,8 +210,7 @@ class Graph:
         for name, refs in self.refs(stage).items():
             ref = refs[0]
             if ref.startswith("inputs.") and not self.remote_input(ref[7:]):
-                p = self.input_path(ref[7:])
-                p = Path(str(opts.get(name, p))) if name in opts else p
+                p = Path(str(opts[name])) if name in opts else self.input_path(ref[7:])
                 out[name] = k.input_size(opts, name, p) if k.input_size else folder_bytes(p)
             elif ref.startswith("inputs."):
                 out[name] = predicted.get(f"input-{ref[7:]}")

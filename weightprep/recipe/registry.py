@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from weightprep.errors import InputError
@@ -79,9 +79,8 @@ class Kind:
     edits: tuple[str, ...] = ()  # options naming what the stage edits itself (keyed by path)
     only_reads: Callable[[dict, Path], list[str] | None] | None = None
     input_size: Callable[[dict, str, Path], int | None] | None = None
-    preflight: Callable[[dict], list[Check]] | None = None
-    summary: str = ""  # one line for docs and errors
-    extra: dict = field(default_factory=dict)
+    # its cheap checks: (options, the options naming what does not exist yet) -> checks
+    preflight: Callable[[dict, set[str]], list[Check]] | None = None
 
     def opt(self, name: str) -> Opt:
         return next(o for o in self.options if o.name == name)
