@@ -392,3 +392,22 @@ def test_memory_too_small_is_exit_3(tmp_path, meta_root, monkeypatch):
     recipe = _recipe(tmp_path, meta_root)
     monkeypatch.setattr(preflight, "memory_bytes", lambda: 10**6)
     _refused(["run", str(recipe)], tmp_path / "wd", 3, "of memory, and this machine has")
+
+
+def test_a_malformed_remote_input_is_refused(tmp_path):
+    doc = {
+        "version": 1,
+        "name": "remote",
+        "inputs": {"delta": "hf://me/delta"},
+        "stages": [
+            {
+                "id": "check",
+                "run": "verify",
+                "with": {"folder": "${inputs.delta}", "manifest": "llama-7b"},
+            }
+        ],
+    }
+    recipe = tmp_path / "remote.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    args = ["run", str(recipe), "--set", "inputs.delta=hf://just-a-name"]
+    _refused(args, tmp_path / "wd", 2, "hf://just-a-name: expected hf://NAMESPACE/NAME")
