@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from weightprep.cli.app import app
 from weightprep.errors import DiskSpaceError
-from weightprep.recipe import engine
+from weightprep.recipe import engine, preflight
 from weightprep.recipe.schema import RecipeError, parse, resolve, shipped
 
 runner = CliRunner()
@@ -168,7 +168,8 @@ def test_changes_rerun_exactly_the_stages_that_depend_on_them(tmp_path, own_meta
     shard = next((Path(wd) / "vicuna").glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"\0")
     res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "--plan"])
-    assert f"changed since it was made: {shard.name}" in res.stdout  # the file, named
+    # the file, named; the plan only stats it (size or mtime changed): the run hashes it
+    assert f"changed since it was made (size or mtime): {shard.name}" in res.stdout
     (Path(wd) / "vicuna" / "config.json").unlink()
     res = runner.invoke(app, ["run", recipe, "--workdir", wd, "--set", "dtype=bfloat16", "--plan"])
     assert "missing config.json" in res.stdout
@@ -207,10 +208,7 @@ def test_preflight_refuses_when_disk_is_short(tmp_path, own_meta, monkeypatch):
     run = engine.Runner(r, tmp_path / "wd")
     plan = run.plan()
 
-    class Usage:
-        free = 1000
-
-    monkeypatch.setattr(engine.shutil, "disk_usage", lambda p: Usage)
+    monkeypatch.setattr(preflight, "free_bytes", lambda p: 1000)
     with pytest.raises(DiskSpaceError, match="missing"):
         run.run(plan)
     assert not (tmp_path / "wd" / "convert").exists()
@@ -338,6 +336,12 @@ def test_instructblip_recipe_on_stand_ins(tmp_path, meta_root, converted, hub_st
     assert "digests: nothing compared: no --manifest given" in md
     assert "language check: PASS: output: perplexity" in md
     assert "(manifest tiny-llama)" in by_id["vicuna"]["result"]["compared"]
+    # every check in words: the preflight's, Meta's md5 checklist, the LAVIS file and its backup
+    assert f"- OK inputs.llama: {meta_root} exists" in md
+    assert "- input: consolidated.00.pth: md5 OK" in md
+    assert f"- LAVIS: patched {config}: llm_model" in md
+    assert f"the original is kept as {config}.weightprep-backup" in md
+    assert (config.parent / (config.name + ".weightprep-backup")).is_file()
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and set(_statuses(wd).values()) == {"skipped", "off"}, _statuses(wd)
 

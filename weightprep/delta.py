@@ -41,6 +41,8 @@ class DeltaReport:
     verified: str  # what the output was compared with, in words
     seconds: float
     language: tuple = ()  # LanguageCheck of the base and of the output, when run
+    input_checks: tuple[str, ...] = ()  # BASE as Meta's download: what it was checked against
+    meta_input: bool = False  # BASE was Meta's download (converted in the same pass)
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,15 @@ def combine(
             tensors.close()
             progress.finish()
     return DeltaReport(
-        output.absolute(), len(names), total, files, verified, time.monotonic() - t0, checks
+        output.absolute(),
+        len(names),
+        total,
+        files,
+        verified,
+        time.monotonic() - t0,
+        checks,
+        inputs_ok,
+        meta is not None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,7 +61,8 @@ def tmpfs(tmp_path):
 
 
 def _one_line_error(res) -> str:
-    lines = res.stderr.strip().splitlines()
+    # `run` prints each stage's start and end on stderr as it goes (progress, not errors)
+    lines = [ln for ln in res.stderr.strip().splitlines() if not re.match(r"\[\d+/\d+\] ", ln)]
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
     assert "Traceback" not in res.stderr
     return lines[0]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from weightprep.cli.common import make_progress, quiet_libraries, run_core
+from weightprep.errors import WeightprepError
 
 
 def _size(n: int | None) -> str:
@@ -21,6 +25,25 @@ def _secs(s: float | None) -> str:
     if s is None:
         return "?"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def totals(plan) -> dict:
+    todo = [p for p in plan if p.action == "run"]
+    return {
+        "to_run": len(todo),
+        "done": sum(p.action in ("skip", "pruned") for p in plan),
+        "disk": sum(p.disk or 0 for p in todo),
+        "disk_unknown": [p.id for p in todo if p.disk is None],
+        "peak_memory": max((p.memory or 0 for p in todo), default=0),
+        "seconds": sum(p.seconds or 0 for p in todo),
+    }
+
+
+def print_checks(checks) -> None:
+    if checks:
+        typer.echo("preflight:")
+    for c in checks:
+        typer.echo(f"  {'OK  ' if c.ok else 'FAIL'} {c.what}: {c.detail}")
 
 
 def print_plan(plan, workdir: Path) -> None:
@@ -67,7 +90,12 @@ def run_cmd(
             metavar="TEXT",
         ),
     ] = None,
-    plan_only: Annotated[bool, typer.Option("--plan", help="Print the plan and stop.")] = False,
+    plan_only: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Print the plan and the preflight checks and stop; reads no weights."
+        ),
+    ] = False,
     from_: Annotated[
         str | None,
         typer.Option(
@@ -82,11 +110,20 @@ def run_cmd(
     yes: Annotated[
         bool, typer.Option("--yes", help="Allow what cannot be undone (a public upload).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No plan, no stage lines, no bars; errors only.")
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the run record (with --plan: the plan) as JSON on stdout, also when it fails.",
+        ),
+    ] = False,
 ) -> None:
-    """Run a recipe's stages in a work dir: a plan first, a record after, and on a re-run only
-    what is not already done and verified.
+    """Run a recipe's stages in a work dir: a plan and a preflight of everything cheap first,
+    each stage's start and end as they happen, a record after, and on a re-run only what is
+    not already done and verified.
 
     Examples:
 
@@ -97,22 +134,72 @@ def run_cmd(
     from weightprep.recipe.engine import Runner
     from weightprep.recipe.schema import apply_sets, resolve
 
-    quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
+    # inside a run only weightprep's own bars show: transformers' and huggingface_hub's are off
+    quiet_libraries(progress=False)
+    bars = not (quiet or as_json) and sys.stderr.isatty()
+
+    def failing(fn, doc=None):
+        """fn(); on our error, --json prints a JSON document naming it before the one line."""
+        try:
+            return fn()
+        except (WeightprepError, KeyboardInterrupt, OSError) as exc:
+            if as_json:
+                out = doc() if doc else {}
+                out.update(ok=False, error=str(exc) or type(exc).__name__)
+                typer.echo(json.dumps({"ok": False, **out}, indent=1, default=str))
+
+            return run_core(partial(_reraise, exc))
 
     def prepare():
         r = apply_sets(resolve(recipe), list(set_ or []))
         wd = workdir or Path(f"weightprep-{r.name}")
         return Runner(
-            r, wd, yes=yes, progress=make_progress(quiet or as_json or not sys.stderr.isatty())
+            r,
+            wd,
+            yes=yes,
+            progress=make_progress(not bars),
+            listener=StageLines(show=not quiet, tty=sys.stderr.isatty()),
         )
 
-    runner = run_core(prepare)
-    plan = run_core(lambda: runner.plan(from_=from_, only=only, redo=tuple(redo or ())))
+    runner = failing(prepare)
+    plan = failing(
+        lambda: runner.plan(from_=from_, only=only, redo=tuple(redo or ())),
+        lambda: {"recipe": runner.recipe.name, "workdir": str(runner.workdir)},
+    )
+
+    def plan_doc() -> dict:
+        return {
+            "recipe": runner.recipe.name,
+            "workdir": str(runner.workdir),
+            "failed_stage": None,
+            "preflight": [asdict(c) for c in runner.checks],
+            "plan": [asdict(p) for p in plan],
+            "totals": totals(plan),
+        }
+
     if not (quiet or as_json):
         print_plan(plan, runner.workdir)
+    refused: WeightprepError | None = None
+    try:
+        runner.preflight(plan)
+    except WeightprepError as exc:
+        refused = exc
+    if not (quiet or as_json):
+        print_checks(runner.checks)
+    if refused is not None:
+        failing(partial(_reraise, refused), plan_doc)
     if plan_only:
+        if as_json:
+            typer.echo(json.dumps({"ok": True, **plan_doc()}, indent=1, default=str))
         return
-    records = run_core(lambda: runner.run(plan))
+
+    def record() -> dict:
+        try:
+            return json.loads((runner.workdir / "run.json").read_text())
+        except (OSError, ValueError):
+            return plan_doc()
+
+    records = failing(lambda: runner.run(plan), record)
     if as_json:
         typer.echo((runner.workdir / "run.json").read_text())
         return
@@ -126,6 +213,47 @@ def run_cmd(
         f"done: {ran} stage(s) ran, {done} already done (skipped); record: "
         f"{runner.workdir / 'RUN.md'} and run.json"
     )
+
+
+def _reraise(exc: BaseException):
+    raise exc
+
+
+class StageLines:
+    """Each stage's start and end as one plain line on stderr, when they happen (a terminal, a
+    pipe or a log file alike); skipped stages in one line each."""
+
+    def __init__(self, show: bool, tty: bool) -> None:
+        self.show = show
+        self.tty = tty
+
+    def _echo(self, text: str) -> None:
+        if self.show:
+            typer.echo(text, err=True)
+
+    def started(self, p, index: int, total: int) -> None:
+        import time
+
+        self._echo(
+            f"[{index}/{total}] {p.id} ({p.run}): started {time.strftime('%H:%M:%S')}: {p.command}"
+        )
+
+    def finished(self, p, r, index: int, total: int) -> None:
+        head = f"[{index}/{total}] {p.id} ({p.run}):"
+        if r.status == "failed":
+            self._echo(f"{head} FAILED after {r.seconds:.1f} s: {r.error}")
+        elif r.status == "ran":
+            wrote = f", wrote {_size(r.output_bytes)} to {r.output}" if r.output else ""
+            self._echo(f"{head} done in {r.seconds:.1f} s{wrote}")
+        elif r.status == "off":
+            self._echo(f"{head} off ({p.reason})")
+        else:
+            why = (
+                p.reason
+                if r.status == p.action or p.action != "run"
+                else "inputs came out the same"
+            )
+            self._echo(f"{head} {r.status} ({why})")
 
 
 recipes_app = typer.Typer(help="The recipes that ship with weightprep.", no_args_is_help=False)

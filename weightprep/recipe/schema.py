@@ -9,7 +9,7 @@ inputs:                                               # --set inputs.NAME=VALUE 
   llama: ~/LLaMA                 # a folder, or hf://NS/NAME[@REVISION] / gdrive://... (fetched)
 stages:
   - id: convert
-    run: convert-llama           # one of STAGE_KINDS
+    run: convert-llama           # a stage kind (recipe/stages.py KINDS)
     with: {input: "${inputs.llama}", model_size: 7B}
     when: "${settings.publish_to}"   # optional: the stage runs only when this is non-empty
 ```
@@ -25,59 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weightprep.errors import InputError
+from weightprep.recipe.registry import kinds
 
 VERSION = 1
 REF = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
 ID = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
-
-# kind -> (required options, optional options)
-STAGE_KINDS: dict[str, tuple[set[str], set[str]]] = {
-    "make-example": (set(), {"seed"}),
-    "convert-llama": ({"input"}, {"model_size", "llama_version", "dtype", "verify_input"}),
-    "verify": ({"folder", "manifest"}, {"strict"}),
-    "fetch": ({"source"}, {"revision", "manifest"}),
-    "make-example-delta": ({"base"}, {"steps", "model_size"}),
-    "apply-delta": (
-        {"base", "delta"},
-        {
-            "verify",
-            "manifest",
-            "verify_base",
-            "reference_text",
-            "max_perplexity",
-            "allow_base_mismatch",
-            "model_size",
-            "verify_input",
-        },
-    ),
-    "patch-lavis-config": ({"llm"}, {"lavis", "model_type"}),
-    "make-example-vlm": ({"model", "llm"}, set()),
-    "publish": ({"model", "to"}, {"public", "revision", "message"}),
-    "smoke-test": (
-        {"model"},
-        {
-            "llm",
-            "weights",
-            "vision",
-            "device",
-            "dtype",
-            "max_new_tokens",
-            "expect",
-            "example",
-            "reference_text",
-            "max_perplexity",
-        },
-    ),
-}
-# kinds that write a folder of their own under the work dir
-MAKES_OUTPUT = {
-    "make-example",
-    "convert-llama",
-    "fetch",
-    "make-example-delta",
-    "apply-delta",
-    "make-example-vlm",
-}
 
 
 class RecipeError(InputError):
@@ -169,12 +121,11 @@ def parse(doc: object, source: str) -> Recipe:
             raise RecipeError(f"{where}: id must be lowercase letters, digits and '-'")
         if sid in refs or sid in ("inputs", "settings"):
             raise RecipeError(f"{where}: id {sid!r} used twice or reserved")
-        if kind not in STAGE_KINDS:
-            raise RecipeError(
-                f"{where} ({sid}): unknown stage {kind!r}; one of {', '.join(STAGE_KINDS)}"
-            )
-        required, optional = STAGE_KINDS[kind]
-        opts = _keys(s.get("with") or {}, required, optional, f"{where} ({sid}) with")
+        known = kinds()
+        if kind not in known:
+            raise RecipeError(f"{where} ({sid}): unknown stage {kind!r}; one of {', '.join(known)}")
+        k = known[kind]
+        opts = _keys(s.get("with") or {}, k.required, k.optional, f"{where} ({sid}) with")
         for k, v in opts.items():
             _scalar(v, f"{where} ({sid}) with.{k}")
         when = s.get("when")

@@ -399,3 +399,22 @@ def _range(request, headers: dict, start: int, end: int) -> bytes:
 def forget_session(key: str) -> None:
     """The upload saved under `key` is complete: drop its session URI."""
     _save_session(key, None)
+
+
+def about(creds_path: Path | None) -> dict:
+    """Drive's `about.get` for the credentials: who they are and the storage quota, a cheap
+    check of the credentials before anything heavy. Missing credentials, or ones Drive refuses
+    (401/403), are an InputError in one line."""
+    svc = service(creds_path)
+    got = call(
+        "gdrive: check the credentials (about)",
+        lambda: (
+            svc.about()
+            .get(fields="user(displayName,emailAddress),storageQuota(limit,usage)")
+            .execute(num_retries=0)
+        ),
+    )
+    user = got.get("user", {})
+    quota = got.get("storageQuota", {})
+    free = int(quota["limit"]) - int(quota.get("usage", 0)) if quota.get("limit") else None
+    return {"user": user.get("emailAddress") or user.get("displayName") or "?", "free": free}

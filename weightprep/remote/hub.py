@@ -269,3 +269,12 @@ def _range(session, url: str, headers: dict, start: int, end: int) -> bytes:
     if not content:
         raise ConnectionError(f"empty answer for bytes {start}-{end}")
     return content[: end - start + 1]
+
+
+def whoami(what: str) -> str:
+    """Who the Hub says the token belongs to, in words ("NAME (token from ...)"): a cheap check
+    of the credentials before anything heavy. No token, or one the Hub rejects (401), is an
+    InputError in one line naming where the token was looked for; the token is never shown."""
+    _client, user = api_and_user(what)
+    name = user.get("name", "?") if isinstance(user, dict) else "?"
+    return f"{name} (token from {token_source()})"
