@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import resource
 import shutil
@@ -265,7 +266,10 @@ class Runner:
         return bool(v) and str(v).lower() not in ("false", "0", "no", "off")
 
     def options(self, stage: Stage) -> dict:
-        return {k: self.resolve(v) for k, v in stage.options.items()}
+        opts = {k: self.resolve(v) for k, v in stage.options.items()}
+        if stage.run == "smoke-test":  # issue 19: its HTML report beside RUN.md, by default
+            opts.setdefault("report", str(self.workdir / f"{stage.id}-report.html"))
+        return opts
 
     def reads(self, stage: Stage) -> dict[str, str]:
         """What the stage reads, by reference: {ref: path}."""
@@ -664,4 +668,8 @@ def render_md(doc: dict) -> str:
                 )
             for r in smoke["results"]:
                 lines.append(f"- [{r['mode']}] {r['prompt']} → {r['answer']!r}")
+        report = s.get("result", {}).get("report")
+        if report:  # issue 19: link the smoke test's HTML page, relative to RUN.md
+            rel = os.path.relpath(report, doc["workdir"])
+            lines.append(f"\nsmoke-test report (images, answers, checks): [{rel}]({rel})")
     return "\n".join(lines) + "\n"

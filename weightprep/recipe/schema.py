@@ -66,6 +66,7 @@ STAGE_KINDS: dict[str, tuple[set[str], set[str]]] = {
             "example",
             "reference_text",
             "max_perplexity",
+            "report",
         },
     ),
 }

@@ -358,14 +358,25 @@ def run_stage(
                 max_perplexity=_float(opts.get("max_perplexity")),
             )
         )
+        # issue 19: the HTML report (smoke/report.py), written pass or fail, linked from RUN.md
+        report = _path(opts.get("report"))
+        seen = ""
+        if report is not None:
+            from weightprep.smoke.report import write_report
+
+            write_report(rep.to_dict(), report)
+            seen = f" (report: {report})"
         if not rep.ok:
             raise VerificationError(
-                "smoke test failed: " + "; ".join(f"{c.name}: {c.detail}" for c in rep.failures[:3])
+                "smoke test failed: "
+                + "; ".join(f"{c.name}: {c.detail}" for c in rep.failures[:3])
+                + seen
             )
         lang = rep.language["detail"] if rep.language else "language check not run"
         return {
             "smoke_test": rep.to_dict(),
             "compared": f"language check: {lang}; all {len(rep.all_checks())} checks passed",
+            **({"report": str(report)} if report is not None else {}),
         }
     raise InputError(f"unknown stage kind {kind}")
 
