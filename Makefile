@@ -83,7 +83,7 @@ ifeq ($(LLM)$(WEIGHTS),)
 	$(BIN)/weightprep make-example-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta --quiet
 	$(BIN)/weightprep apply-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta $(SMOKE)/tiny-vicuna --verify --manifest $(SMOKE)/tiny-delta/expected.yaml --quiet
 	$(BIN)/weightprep make-example-vlm $(SMOKE)/tiny-instructblip --llm $(SMOKE)/tiny-vicuna --quiet
-	HF_HUB_OFFLINE=1 $(BIN)/weightprep smoke-test --example --model instructblip-vicuna7b --llm $(SMOKE)/tiny-vicuna --weights $(SMOKE)/tiny-instructblip --max-new-tokens 24
+	HF_HUB_OFFLINE=1 $(BIN)/weightprep smoke-test --example --model instructblip-vicuna7b --llm $(SMOKE)/tiny-vicuna --weights $(SMOKE)/tiny-instructblip --max-new-tokens 24 --report $(SMOKE)/report.html
 else
 	$(BIN)/weightprep smoke-test --model $(MODEL) $(if $(LLM),--llm $(LLM)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 endif
