@@ -62,15 +62,20 @@ def load_image(path: Path | None):
 @dataclass
 class Picture:
     """One image to caption: its name in reports (the path as given, or DRAWN), the file it came
-    from (None for the drawing), the sha256 of that file's bytes, and the decoded RGB image."""
+    from (None for the drawing), the sha256 of that file's bytes, and its size. Decoded when
+    used (`load`), so that a folder of many images is never all in memory at once."""
 
     name: str
     path: Path | None
     sha256: str | None
-    image: Any
+    size: tuple[int, int]
+
+    def load(self) -> Any:
+        """The RGB image."""
+        return default_image() if self.path is None else load_image(self.path)
 
     def describe(self) -> dict:
-        w, h = self.image.size
+        w, h = self.size
         return {
             "name": self.name,
             "path": str(self.path) if self.path else None,
@@ -81,8 +86,8 @@ class Picture:
 
 
 def _picture(path: Path) -> Picture:
-    img = load_image(path)
-    return Picture(str(path), path, hashlib.sha256(path.read_bytes()).hexdigest(), img)
+    size = load_image(path).size  # decoded whole once: a truncated file is found here
+    return Picture(str(path), path, hashlib.sha256(path.read_bytes()).hexdigest(), size)
 
 
 def collect(paths: tuple[Path, ...] | list[Path]) -> tuple[list[Picture], list[str]]:
@@ -97,7 +102,7 @@ def collect(paths: tuple[Path, ...] | list[Path]) -> tuple[list[Picture], list[s
     Example: `pictures, notes = collect([Path("cartoons")])`
     """
     if not paths:
-        return [Picture(DRAWN, None, None, default_image())], []
+        return [Picture(DRAWN, None, None, SIZE)], []
     pictures: list[Picture] = []
     notes: list[str] = []
     for path in paths:

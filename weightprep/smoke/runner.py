@@ -127,11 +127,11 @@ def load_pipeline(spec: ModelSpec, opts: Options, placement: runtime.Placement):
 
 
 def run_prompt(
-    pipe, picture, run: Run, max_new_tokens: int, placeholders: bool = True
+    pipe, picture, image, run: Run, max_new_tokens: int, placeholders: bool = True
 ) -> PromptResult:
     """One answer and its checks: finite logits, non-empty, not repetitive, and the image
     matters (this prompt's first-token logits against the same prompt with a blank image)."""
-    inputs = pipe.encode(picture.image, run.prompt, image_tokens=placeholders)
+    inputs = pipe.encode(image, run.prompt, image_tokens=placeholders)
     logits = pipe.next_logits(inputs)
     found = [checks.finite_logits(logits)]
     if not found[0].ok:  # sampling from NaN would crash; the reason is already known
@@ -142,7 +142,7 @@ def run_prompt(
     seconds = time.perf_counter() - start
     answer = pipe.decode(ids)
     found += [checks.non_empty(answer, len(ids)), checks.not_degenerate(ids)]
-    blank = pipe.encode(blank_like(picture.image), run.prompt, image_tokens=placeholders)
+    blank = pipe.encode(blank_like(image), run.prompt, image_tokens=placeholders)
     found.append(checks.image_matters(logits, pipe.next_logits(blank)))
     rate = len(ids) / seconds if seconds > 0 else 0.0
     return PromptResult(run.prompt, run.mode, answer, len(ids), seconds, rate, found, picture.name)
@@ -258,9 +258,10 @@ def run_smoke(opts: Options) -> Report:
             report.peak_memory = runtime.peak_memory(placement.device)
             return report
     for picture in pictures:
+        image = picture.load()
         for run in runs_for(spec, opts.prompts):
             report.results.append(
-                run_prompt(pipe, picture, run, opts.max_new_tokens, opts.image_placeholders)
+                run_prompt(pipe, picture, image, run, opts.max_new_tokens, opts.image_placeholders)
             )
     if opts.expect:
         report.checks.append(checks.expected_words([r.answer for r in report.results], opts.expect))
