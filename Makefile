@@ -19,7 +19,7 @@ MODEL  ?= instructblip-vicuna7b
 LLM    ?=
 WEIGHTS ?=
 
-.PHONY: install peers test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-language bench-onepass bench-publish lint clean
+.PHONY: install peers browser test test-fast test-faults demo smoke-test bench bench-delta bench-hash bench-language bench-onepass bench-publish lint clean
 
 install: $(VENV)/.installed
 
@@ -50,7 +50,11 @@ $(FC)/.installed: Makefile
 
 peers: $(REF)/.installed $(OLD)/.installed $(FC)/.installed
 
-test: install peers
+# The smoke-test report is checked in a real headless browser (tests/test_smoke_report.py).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -q && apt-get install -y -q chromium)
+
+test: install peers browser
 	WEIGHTPREP_PEERS=$(abspath $(PEERS)) $(BIN)/pytest
 
 # The long kill sweep: SIGKILL at 20 points of every command that writes (tests/faults).
@@ -68,6 +72,7 @@ demo: install
 	$(BIN)/python scripts/demo_generate.py $(DEMO)/vicuna
 	@echo "--- the run record ($(DEMO)/RUN.md; run.json has the same as JSON) ---"
 	@cat $(DEMO)/RUN.md
+	@echo "--- the smoke test's report (images, answers, checks): $(abspath $(DEMO))/smoke-report.html"
 
 smoke-test: install
 ifeq ($(LLM)$(WEIGHTS),)
@@ -78,7 +83,7 @@ ifeq ($(LLM)$(WEIGHTS),)
 	$(BIN)/weightprep make-example-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta --quiet
 	$(BIN)/weightprep apply-delta $(SMOKE)/llama-7b-hf $(SMOKE)/tiny-delta $(SMOKE)/tiny-vicuna --verify --manifest $(SMOKE)/tiny-delta/expected.yaml --quiet
 	$(BIN)/weightprep make-example-vlm $(SMOKE)/tiny-instructblip --llm $(SMOKE)/tiny-vicuna --quiet
-	HF_HUB_OFFLINE=1 $(BIN)/weightprep smoke-test --example --model instructblip-vicuna7b --llm $(SMOKE)/tiny-vicuna --weights $(SMOKE)/tiny-instructblip --max-new-tokens 24
+	HF_HUB_OFFLINE=1 $(BIN)/weightprep smoke-test --example --model instructblip-vicuna7b --llm $(SMOKE)/tiny-vicuna --weights $(SMOKE)/tiny-instructblip --max-new-tokens 24 --report $(SMOKE)/report.html
 else
 	$(BIN)/weightprep smoke-test --model $(MODEL) $(if $(LLM),--llm $(LLM)) $(if $(WEIGHTS),--weights $(WEIGHTS))
 endif

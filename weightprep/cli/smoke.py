@@ -44,7 +44,11 @@ def _print(report) -> None:
     first = [c for c in report.checks if c.name == "language check"]
     for c in first:
         echo(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    shown = None
     for r in report.results:
+        if r.image != shown and len(report.images) > 1:
+            echo(f"image {r.image}")
+        shown = r.image
         echo(f"[{r.mode}] {r.prompt}")
         echo(f"  -> {r.answer!r}")
         echo(f"  {r.tokens} tokens in {r.seconds:.2f} s ({r.tokens_per_second:.1f} tok/s)")
@@ -82,10 +86,26 @@ def smoke_test_cmd(
         ),
     ] = None,
     image: Annotated[
-        Path | None, typer.Option(help="Image to caption; default: a drawn one.", metavar="PATH")
+        list[Path] | None,
+        typer.Option(
+            help="Image file, or folder of images, to caption (repeatable); default: a drawn one.",
+            metavar="PATH",
+        ),
     ] = None,
     prompt: Annotated[
-        str | None, typer.Option(help="One prompt instead of the model's set.", metavar="TEXT")
+        list[str] | None,
+        typer.Option(
+            help="A prompt instead of the model's set (repeatable); every image gets every one.",
+            metavar="TEXT",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write the report as one self-contained HTML page (images embedded).",
+            metavar="FILE.html",
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.", metavar="TEXT")] = "auto",
     dtype: Annotated[
@@ -135,9 +155,11 @@ def smoke_test_cmd(
     check the answers: finite logits, non-empty, not degenerate, and the image must matter.
     Exit 1 when a check fails.
 
-    Example:
+    Examples:
 
       weightprep smoke-test --model instructblip-vicuna7b --llm vicuna-7b
+
+      weightprep smoke-test --llm vicuna-7b --image cartoons/ --prompt "Why is this funny?" --report report.html
     """
 
     choices = {
@@ -149,12 +171,21 @@ def smoke_test_cmd(
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise typer.BadParameter(f"{value!r}: one of {', '.join(allowed)}", param_hint=flag)
+    if report is not None and not report.expanduser().parent.is_dir():
+        raise typer.BadParameter(f"{report}: its folder does not exist", param_hint="--report")
     quiet_libraries(progress=not (quiet or as_json) and sys.stderr.isatty())
 
     if backend == "lavis":
         from weightprep.smoke.lavis_backend import run_lavis
 
-        report = run_core(lambda: run_lavis(model, device, image, prompt))
+        if len(image or []) > 1 or len(prompt or []) > 1 or report is not None:
+            raise typer.BadParameter(
+                "--backend lavis takes one --image and one --prompt, and no --report",
+                param_hint="--backend",
+            )
+        one_image = image[0] if image else None
+        one_prompt = prompt[0] if prompt else None
+        result = run_core(lambda: run_lavis(model, device, one_image, one_prompt))
     else:
         from weightprep.smoke.runner import Options, run_smoke
 
@@ -163,8 +194,8 @@ def smoke_test_cmd(
             weights=weights,
             llm=llm,
             vision=vision,
-            image=image,
-            prompt=prompt,
+            images=tuple(image or ()),
+            prompts=tuple(prompt or ()),
             device=device,
             dtype=dtype,
             quantize=quantize,
@@ -175,12 +206,20 @@ def smoke_test_cmd(
             reference_text=reference_text,
             max_perplexity=max_perplexity,
         )
-        report = run_core(lambda: run_smoke(opts))
+        result = run_core(lambda: run_smoke(opts))
+    doc = result.to_dict()
+    if report is not None:
+        from weightprep.smoke.report import write_report
+
+        run_core(lambda: write_report(doc, report.expanduser()))
+        doc["report"] = str(report)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
-        _print(report)
-    if not report.ok:
+        _print(result)
+        if report is not None:
+            typer.echo(f"report: {report}")
+    if not result.ok:
         raise typer.Exit(1)
 
 

@@ -107,7 +107,7 @@ def execute(
         listener.started(p, i, total)
         t0 = time.perf_counter()
         try:
-            ctx = Context(progress)
+            ctx = Context(progress, workdir=g.workdir, stage_id=s.id)
             if s.run == "publish":  # the model card tells how the weights were made
                 write()
                 ctx.record = (g.workdir / "RUN.md").read_text()

@@ -10,6 +10,7 @@ linked from RUN.md.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -126,7 +127,8 @@ def render_md(doc: dict) -> str:
         for c in result.get("language_check", []):
             lines.append(f"\nlanguage check: {'PASS' if c['ok'] else 'FAIL'}: {c['detail']}")
         for label, path in result.get("links", {}).items():
-            lines.append(f"\n{label}: [{path}]({path})")
+            rel = os.path.relpath(path, doc["workdir"])  # RUN.md sits in the work dir
+            lines.append(f"\n{label}: [{rel}]({rel})")
         if s["outputs"]:
             lines.append("\n| file | sha256 |\n|---|---|")
             lines += [f"| `{f}` | `{d}` |" for f, d in sorted(s["outputs"].items())]

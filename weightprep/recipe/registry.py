@@ -63,6 +63,8 @@ class Context:
 
     progress: Progress
     record: str | None = None  # the run record so far (RUN.md), for a publish stage's model card
+    workdir: Path | None = None  # the run's work dir: where a stage puts files for people
+    stage_id: str = ""
 
 
 Sizes = dict[str, int | None]  # option name -> bytes of what it names (known or predicted)

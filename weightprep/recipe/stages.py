@@ -468,6 +468,7 @@ def _preflight_publish(opts: dict, pending: set[str]) -> list[Check]:
 
 
 def _run_smoke(opts: dict, out: Path | None, ctx: Context) -> dict:
+    from weightprep.smoke.report import write_report
     from weightprep.smoke.runner import Options, run_smoke
 
     rep = run_smoke(
@@ -476,6 +477,8 @@ def _run_smoke(opts: dict, out: Path | None, ctx: Context) -> dict:
             llm=opts.get("llm"),
             weights=opts.get("weights"),
             vision=opts.get("vision"),
+            images=tuple(Path(str(p)).expanduser() for p in opts.get("image", ())),
+            prompts=tuple(str(p) for p in opts.get("prompt", ())),
             device=opts.get("device", "auto"),
             dtype=opts.get("dtype", "auto"),
             max_new_tokens=opts.get("max_new_tokens", 64),
@@ -485,9 +488,21 @@ def _run_smoke(opts: dict, out: Path | None, ctx: Context) -> dict:
             max_perplexity=opts.get("max_perplexity"),
         )
     )
+    # The HTML page (images, answers, every check), written pass or fail, linked from RUN.md;
+    # by default beside RUN.md.
+    report = opts.get("report")
+    if report is None and ctx.workdir is not None:
+        report = ctx.workdir / f"{ctx.stage_id or 'smoke'}-report.html"
+    links = {}
+    if report is not None:
+        report = Path(str(report)).expanduser()
+        write_report(rep.to_dict(), report)
+        links["smoke-test report (images, answers, checks)"] = str(report)
     if not rep.ok:
         raise VerificationError(
-            "smoke test failed: " + "; ".join(f"{c.name}: {c.detail}" for c in rep.failures[:3])
+            "smoke test failed: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in rep.failures[:3])
+            + (f" (report: {report})" if report is not None else "")
         )
     lang = rep.language["detail"] if rep.language else "language check not run"
     checks = rep.all_checks()
@@ -495,6 +510,7 @@ def _run_smoke(opts: dict, out: Path | None, ctx: Context) -> dict:
         "smoke_test": rep.to_dict(),
         "compared": f"language check: {lang}; all {len(checks)} checks passed",
         "checks": [f"smoke test: {'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}" for c in checks],
+        "links": links,
     }
 
 
@@ -637,6 +653,9 @@ KINDS: dict[str, Kind] = {
                 Opt("llm", str),
                 Opt("weights", str),
                 Opt("vision", str),
+                Opt("image", list),
+                Opt("prompt", list),
+                Opt("report", Path),
                 Opt("device", str),
                 Opt("dtype", str),
                 Opt("max_new_tokens", int),

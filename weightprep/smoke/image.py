@@ -3,11 +3,15 @@ blank image the "image matters" check compares against."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from weightprep.errors import InputError
 
 SIZE = (384, 288)
+DRAWN = "built-in drawing (a red car, a tree, a sun)"
 
 
 def default_image():
@@ -53,3 +57,68 @@ def load_image(path: Path | None):
         raise InputError(f"{path}: no such image") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not an image PIL can read ({exc})") from None
+
+
+@dataclass
+class Picture:
+    """One image to caption: its name in reports (the path as given, or DRAWN), the file it came
+    from (None for the drawing), the sha256 of that file's bytes, and its size. Decoded when
+    used (`load`), so that a folder of many images is never all in memory at once."""
+
+    name: str
+    path: Path | None
+    sha256: str | None
+    size: tuple[int, int]
+
+    def load(self) -> Any:
+        """The RGB image."""
+        return default_image() if self.path is None else load_image(self.path)
+
+    def describe(self) -> dict:
+        w, h = self.size
+        return {
+            "name": self.name,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "width": w,
+            "height": h,
+        }
+
+
+def _picture(path: Path) -> Picture:
+    size = load_image(path).size  # decoded whole once: a truncated file is found here
+    return Picture(str(path), path, hashlib.sha256(path.read_bytes()).hexdigest(), size)
+
+
+def collect(paths: tuple[Path, ...] | list[Path]) -> tuple[list[Picture], list[str]]:
+    """The images to caption, and one note per file skipped.
+
+    Each path is an image file or a folder. A folder gives the images directly inside it, in name
+    order; a file in it that PIL cannot read (notes.txt, a PDF) is skipped with a note naming it,
+    since a folder of cartoons often holds other things; hidden files (.DS_Store) and sub-folders
+    are passed over silently. A file named on its own must be an image (InputError otherwise), and
+    a folder must hold at least one. No paths: the built-in drawing.
+
+    Example: `pictures, notes = collect([Path("cartoons")])`
+    """
+    if not paths:
+        return [Picture(DRAWN, None, None, SIZE)], []
+    pictures: list[Picture] = []
+    notes: list[str] = []
+    for path in paths:
+        if not path.is_dir():
+            pictures.append(_picture(path))
+            continue
+        found = 0
+        for f in sorted(path.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            try:
+                pictures.append(_picture(f))
+            except InputError:
+                notes.append(f"skipped {f}: not an image PIL can read")
+                continue
+            found += 1
+        if not found:
+            raise InputError(f"--image {path}: no image PIL can read in this folder")
+    return pictures, notes

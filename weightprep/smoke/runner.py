@@ -12,7 +12,7 @@ from weightprep.errors import InputError, VerificationError
 from weightprep.language import check_loaded
 from weightprep.smoke import checks, runtime
 from weightprep.smoke.checks import Check
-from weightprep.smoke.image import blank_like, load_image
+from weightprep.smoke.image import blank_like, collect
 from weightprep.smoke.specs import SPECS, ModelSpec, Run
 
 SEED = 0
@@ -24,8 +24,9 @@ class Options:
     weights: str | None = None
     llm: str | None = None
     vision: str | None = None
-    image: Path | None = None
-    prompt: str | None = None
+    # image files and/or folders of them (smoke.image.collect); none: the built-in drawing
+    images: tuple[Path, ...] = ()
+    prompts: tuple[str, ...] = ()  # replace the model's prompts; every image gets every one
     device: str = "auto"
     dtype: str = "auto"
     quantize: str = "none"
@@ -52,6 +53,7 @@ class PromptResult:
     seconds: float
     tokens_per_second: float
     checks: list[Check]
+    image: str = ""  # the image's name (smoke.image.Picture.name)
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Report:
     results: list[PromptResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)  # the run-wide ones
     language: dict | None = None  # the language check's figures (weightprep.language)
+    images: list[dict] = field(default_factory=list)  # smoke.image.Picture.describe()
+    sources: list[dict] = field(default_factory=list)  # smoke.sources.describe()
 
     @property
     def failures(self) -> list[Check]:
@@ -96,12 +100,13 @@ def spec_for(name: str) -> ModelSpec:
     return SPECS[name]
 
 
-def runs_for(spec: ModelSpec, prompt: str | None) -> tuple[Run, ...]:
-    """The spec's runs, or the user's prompt decoded in each of the spec's modes."""
-    if prompt is None:
+def runs_for(spec: ModelSpec, prompts: tuple[str, ...]) -> tuple[Run, ...]:
+    """The spec's runs, or the user's prompts, each decoded as the spec's first run is (one
+    answer per image and prompt)."""
+    if not prompts:
         return spec.runs
-    modes = {r.mode: r for r in spec.runs}
-    return tuple(Run(prompt, r.mode, r.generate) for r in modes.values())
+    first = spec.runs[0]
+    return tuple(Run(p, first.mode, first.generate) for p in prompts)
 
 
 def load_pipeline(spec: ModelSpec, opts: Options, placement: runtime.Placement):
@@ -122,21 +127,25 @@ def load_pipeline(spec: ModelSpec, opts: Options, placement: runtime.Placement):
 
 
 def run_prompt(
-    pipe, image, run: Run, max_new_tokens: int, placeholders: bool = True
-) -> tuple[PromptResult, torch.Tensor]:
+    pipe, picture, image, run: Run, max_new_tokens: int, placeholders: bool = True
+) -> PromptResult:
+    """One answer and its checks: finite logits, non-empty, not repetitive, and the image
+    matters (this prompt's first-token logits against the same prompt with a blank image)."""
     inputs = pipe.encode(image, run.prompt, image_tokens=placeholders)
     logits = pipe.next_logits(inputs)
     found = [checks.finite_logits(logits)]
     if not found[0].ok:  # sampling from NaN would crash; the reason is already known
-        return PromptResult(run.prompt, run.mode, "", 0, 0.0, 0.0, found), logits
+        return PromptResult(run.prompt, run.mode, "", 0, 0.0, 0.0, found, picture.name)
     torch.manual_seed(SEED)
     start = time.perf_counter()
     ids = pipe.generate(inputs, dict(run.generate), max_new_tokens)
     seconds = time.perf_counter() - start
     answer = pipe.decode(ids)
     found += [checks.non_empty(answer, len(ids)), checks.not_degenerate(ids)]
+    blank = pipe.encode(blank_like(image), run.prompt, image_tokens=placeholders)
+    found.append(checks.image_matters(logits, pipe.next_logits(blank)))
     rate = len(ids) / seconds if seconds > 0 else 0.0
-    return PromptResult(run.prompt, run.mode, answer, len(ids), seconds, rate, found), logits
+    return PromptResult(run.prompt, run.mode, answer, len(ids), seconds, rate, found, picture.name)
 
 
 def refuse_delta(llm: str | None) -> None:
@@ -190,12 +199,24 @@ def check_sources(spec: ModelSpec, opts: Options) -> None:
         )
 
 
+def sources_of(spec: ModelSpec, opts: Options) -> list[dict]:
+    """What was loaded from where, with digests (smoke.sources.describe), for the report."""
+    from weightprep.smoke.sources import describe
+
+    given = (
+        ("--weights", opts.weights or spec.weights, opts.revision),
+        ("--llm", opts.llm or spec.llm, None),
+        ("--vision", opts.vision or spec.vision, None),
+    )
+    return [describe(flag, ref, rev) for flag, ref, rev in given if ref is not None]
+
+
 def run_smoke(opts: Options) -> Report:
     spec = spec_for(opts.model)
     check_sources(spec, opts)
     refuse_delta(opts.llm)
     placement = runtime.choose(opts.device, opts.dtype, opts.quantize, spec.cuda_dtype)
-    image = load_image(opts.image)
+    pictures, skipped = collect(opts.images)
     runtime.reset_peak()
     start = time.perf_counter()
     pipe = load_pipeline(spec, opts, placement)
@@ -210,8 +231,10 @@ def run_smoke(opts: Options) -> Report:
         weights=opts.weights or spec.weights,
         llm=opts.llm or spec.llm,
         load_seconds=time.perf_counter() - start,
-        notes=list(pipe.notes),
+        notes=skipped + list(pipe.notes),
+        images=[p.describe() for p in pictures],
     )
+    report.sources = sources_of(spec, opts)
     lm, tok, cfg = pipe.text_model()
     lang = (
         check_loaded(
@@ -234,17 +257,12 @@ def run_smoke(opts: Options) -> Report:
             )
             report.peak_memory = runtime.peak_memory(placement.device)
             return report
-    first_logits = None
-    for run in runs_for(spec, opts.prompt):
-        result, logits = run_prompt(pipe, image, run, opts.max_new_tokens, opts.image_placeholders)
-        report.results.append(result)
-        if first_logits is None:
-            first_logits = (run, logits)
-    run, logits = first_logits
-    blank = pipe.next_logits(
-        pipe.encode(blank_like(image), run.prompt, image_tokens=opts.image_placeholders)
-    )
-    report.checks.append(checks.image_matters(logits, blank))
+    for picture in pictures:
+        image = picture.load()
+        for run in runs_for(spec, opts.prompts):
+            report.results.append(
+                run_prompt(pipe, picture, image, run, opts.max_new_tokens, opts.image_placeholders)
+            )
     if opts.expect:
         report.checks.append(checks.expected_words([r.answer for r in report.results], opts.expect))
     report.peak_memory = runtime.peak_memory(placement.device)

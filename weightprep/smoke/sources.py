@@ -103,3 +103,50 @@ def load_tensors(
             raise InputError(f"{ref}: shard index names {name!r}, outside the repo")
         out.update(_read(file_path(ref, name, revision), want))
     return out
+
+
+def _digests(folder: Path) -> list[dict]:
+    """Every file under `folder` (symlinks followed, as the HF cache's snapshots are; hidden and
+    half-written files left out) with its size and sha256."""
+    from weightprep.checksum import hash_file
+    from weightprep.io.atomic import is_partial
+
+    out = []
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder)
+        if any(p.startswith(".") or is_partial(p) for p in rel.parts) or not f.is_file():
+            continue
+        out.append({"path": rel.as_posix(), "bytes": f.stat().st_size, **hash_file(f)})
+    return out
+
+
+def describe(flag: str, ref: str, revision: str | None = None) -> dict:
+    """What `flag` loaded and from where, with the sha256 of each file there: a local folder's
+    files, or a Hub repo's files as they are in the HF cache (the commit the revision resolves
+    to there; only the files that were downloaded, e.g. InstructBLIP's non-LLM shards).
+
+    Example: `describe("--llm", "vicuna-7b")["files"][0]["sha256"]`
+    """
+    if is_local(ref):
+        folder = Path(ref).expanduser().resolve()
+        return {"flag": flag, "ref": ref, "where": f"folder {folder}", "files": _digests(folder)}
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / ("models--" + ref.replace("/", "--"))
+    rev = revision or "main"
+    ref_file = repo / "refs" / rev
+    commit = ref_file.read_text().strip() if ref_file.is_file() else rev
+    snapshot = repo / "snapshots" / commit
+    if not snapshot.is_dir():
+        return {
+            "flag": flag,
+            "ref": ref,
+            "where": f"Hub {ref}@{rev} (not in the HF cache)",
+            "files": [],
+        }
+    return {
+        "flag": flag,
+        "ref": ref,
+        "where": f"Hub {ref} at commit {commit} (HF cache {snapshot})",
+        "files": _digests(snapshot),
+    }
