@@ -66,6 +66,7 @@ class StageRecord:
     peak_rss: int = 0
     result: dict = field(default_factory=dict)
     error: str = ""
+    reason: str = ""  # why a stage is off
 
 
 def versions() -> dict[str, str]:
@@ -358,13 +359,14 @@ class Runner:
             if meta is not None:
                 psizes[meta[0]] = meta[1]
             est = kinds.estimate(s.run, opts, psizes)
-            if not self.enabled(s):
+            missing = kinds.unavailable(s.run) if self.enabled(s) else None
+            if not self.enabled(s) or missing:
                 planned.append(
                     Planned(
                         s.id,
                         s.run,
                         "off",
-                        f"when {s.when} is empty or false",
+                        missing or f"when {s.when} is empty or false",
                         cmd,
                         list(reads.values()),
                         None,
@@ -611,6 +613,7 @@ def _from_state(stage: Stage, p: Planned, status: str, rec: dict) -> StageRecord
         rec.get("inputs", {}),
         rec.get("peak_rss", 0),
         rec.get("result", {}),
+        reason=p.reason if status == "off" else "",
     )
 
 
@@ -635,7 +638,8 @@ def render_md(doc: dict) -> str:
         )
     for s in doc["stages"]:
         if s["status"] == "off":
-            lines += ["", f"## {s['id']}", "", "off (its `when` setting is empty or false)"]
+            why = s.get("reason") or "its `when` setting is empty or false"
+            lines += ["", f"## {s['id']}", "", f"off ({why})"]
             continue
         lines += ["", f"## {s['id']}", "", f"`{s['command']}`"]
         if s.get("error"):

@@ -185,6 +185,16 @@ def command_line(kind: str, opts: dict, out: Path | None) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def unavailable(kind: str) -> str | None:
+    """Why a stage of `kind` cannot run in this environment, or None: make-example-vlm and
+    smoke-test need the `smoke` extra's transformers (not in LAVIS's environment)."""
+    if kind in ("make-example-vlm", "smoke-test"):
+        from weightprep.extras import smoke_unavailable
+
+        return smoke_unavailable()
+    return None
+
+
 def run_stage(
     kind: str, opts: dict, out: Path | None, progress: Progress, record: str | None = None
 ) -> dict:
