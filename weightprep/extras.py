@@ -12,9 +12,7 @@ says in one line what is missing, and `weightprep run` plans those stages as off
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from importlib.metadata import PackageNotFoundError, version
 
 from weightprep.errors import EnvironmentProblem
 
@@ -28,16 +26,15 @@ def _parse(text: str) -> tuple[int, ...]:
 
 
 def smoke_unavailable() -> str | None:
-    """None when the native smoke test's transformers is installed here; else one line saying
+    """None when the native smoke test's transformers imports here; else one line saying
     what is missing and what to do. Example: in LAVIS's environment ->
-    "transformers 4.33.2 is installed here; the native smoke test needs >= 4.47 (...)"."""
+    "transformers 4.33.2 is installed here; the native smoke test needs >= 5.0 (...)"."""
     floor = ".".join(map(str, SMOKE_TRANSFORMERS))
-    if importlib.util.find_spec("transformers") is None:
-        return f"transformers is not installed: the native smoke test needs the smoke extra ({SMOKE_PIP})"
     try:
-        have = version("transformers")
-    except PackageNotFoundError:  # importable, but not installed as a distribution: trust it
-        return None
+        import transformers
+    except ImportError:
+        return f"transformers is not installed: the native smoke test needs the smoke extra ({SMOKE_PIP})"
+    have = getattr(transformers, "__version__", "")
     if _parse(have) < SMOKE_TRANSFORMERS:
         return (
             f"transformers {have} is installed here; the native smoke test needs >= {floor} "
