@@ -107,11 +107,21 @@ def test_wheel_carries_the_shipped_manifests_and_recipes(lavis_env: Path, tmp_pa
     assert listed == {p.stem for p in (REPO / "recipes").glob("*.yaml")}
 
 
-@pytest.mark.slow
-def test_example_recipe_runs_with_smoke_stages_off_saying_why(lavis_env: Path, tmp_path: Path):
-    work = tmp_path / "example"
-    res = run_in(lavis_env, ["weightprep", "run", "example", "--workdir", work, "--json"], tmp_path)
+@pytest.fixture(scope="module")
+def example_run(lavis_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`weightprep run example` in LAVIS's environment; its workdir."""
+    base = tmp_path_factory.mktemp("lavis-example")
+    work = base / "example"
+    res = run_in(lavis_env, ["weightprep", "run", "example", "--workdir", work, "--json"], base)
     assert res.returncode == 0, res.stderr[-4000:]
+    return work
+
+
+@pytest.mark.slow
+def test_example_recipe_runs_with_smoke_stages_off_saying_why(
+    lavis_env: Path, example_run: Path, tmp_path: Path
+):
+    work = example_run
     doc = json.loads((work / "run.json").read_text())
     status = {s["id"]: s for s in doc["stages"]}
     assert doc["ok"] and doc["versions"]["transformers"] == "4.33.2"
@@ -137,6 +147,26 @@ def test_example_recipe_runs_with_smoke_stages_off_saying_why(lavis_env: Path, t
         int(res.stdout.split()[-1])
         == json.loads((work / "vicuna/config.json").read_text())["vocab_size"]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="tokenizer.json written under tokenizers 0.13 (LAVIS's pin) keeps merges as 'a b' "
+    "strings, which transformers 5 cannot split when a piece holds spaces; weightprep/tokenizer.py "
+    "(issue 17, token ids) is being made to write a layout both read",
+    strict=False,
+)
+def test_what_it_wrote_loads_in_current_transformers(example_run: Path):
+    """The two-environment way: prepared in LAVIS's environment, smoke-tested with the smoke
+    extra's transformers; the tokenizer must give SentencePiece's ids there too."""
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    folder = example_run / "vicuna"
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    tok = AutoTokenizer.from_pretrained(folder)
+    for line in ("the quick brown fox", "  two leading spaces", "tab\there", "12345 ünïcode"):
+        assert tok(line).input_ids == [1, *sp.encode(line)], line
 
 
 def test_native_smoke_test_names_the_extra(lavis_env: Path, tmp_path: Path, converted):
@@ -257,6 +287,10 @@ def test_core_runs_with_transformers_unimportable(no_transformers, tmp_path: Pat
     cfg = write_config(tmp_path / "lavis")
     wp(env, "patch-lavis-config", tmp_path / "v1", "--lavis", cfg)
     assert str((tmp_path / "v1").absolute()) in cfg.read_text()
+    # the example recipe plans the stages that need the smoke extra as off, saying why
+    res = wp(env, "run", "example", "--workdir", tmp_path / "ex", "--plan")
+    off = [line for line in res.stdout.splitlines() if line.split()[:1] == ["off"]]
+    assert sum("transformers is not installed" in line for line in off) == 2, res.stdout
     # and the one thing that needs it says so in one line (exit 3: the environment)
     res = wp(env, "make-example-vlm", tmp_path / "vlm", "--llm", tmp_path / "v1", code=3)
     assert "transformers is not installed" in res.stderr and "weightprep[smoke]" in res.stderr
