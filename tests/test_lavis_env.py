@@ -179,6 +179,15 @@ def test_native_smoke_test_names_the_extra(lavis_env: Path, tmp_path: Path, conv
     line = res.stderr.strip()
     assert "\n" not in line and "transformers 4.33.2" in line and "weightprep[smoke]" in line
     assert not (tmp_path / "vlm").exists()
+    llm = converted("7B")
+    res = run_in(
+        lavis_env,
+        ["weightprep", "smoke-test", "--model", "instructblip-vicuna7b", "--llm", llm],
+        tmp_path,
+    )
+    assert res.returncode == 3, res.stderr[-3000:]
+    line = res.stderr.strip()
+    assert "\n" not in line and "--backend lavis" in line and "weightprep[smoke]" in line
 
 
 def test_smoke_test_backend_lavis_says_lavis_is_missing(lavis_env: Path, tmp_path: Path):
