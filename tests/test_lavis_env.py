@@ -231,6 +231,14 @@ def test_publish_and_fetch_through_the_stand_in_hub(lavis_env: Path, tmp_path: P
         )
         assert res.returncode == 0, res.stderr[-3000:]
         assert hub.ranges  # downloaded through huggingface_hub 0.x's requests session, by Range
+        # verify hf:// reads the Hub's listing (and small files) through the 0.x client too
+        verify = ["weightprep", "verify", "hf://me/tiny", "-m", model / "SHA256SUMS", "-q"]
+        res = run_in(lavis_env, verify, tmp_path, **online)
+        assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+        shard = next(model.glob("*.safetensors")).name
+        hub.corrupt("me/tiny", shard)
+        res = run_in(lavis_env, verify, tmp_path, **online)
+        assert res.returncode == 1 and shard in res.stdout, res.stdout + res.stderr[-3000:]
     finally:
         hub.close()
     for p in model.iterdir():
