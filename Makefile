@@ -12,6 +12,10 @@ REF    := $(PEERS)/transformers-4.47.1
 OLD    := $(PEERS)/transformers-4.33.2
 # FastChat's apply_delta, the delta step's reference; only what it imports (no server deps).
 FC     := $(PEERS)/fastchat-0.2.36
+# LAVIS's environment: transformers==4.33.2 and what pip resolves beside it, with weightprep's own
+# runtime dependencies (no transformers of its own). weightprep itself goes in at test time, from
+# a wheel built from the checkout (tests/test_lavis_env.py), so the wheel always matches the code.
+LAVIS  := $(PEERS)/lavis-env
 DEMO   := demo-output
 SMOKE  := smoke-output
 # `make smoke-test LLM=... WEIGHTS=... MODEL=...` runs the real thing; with neither, the example.
@@ -48,7 +52,14 @@ $(FC)/.installed: Makefile
 	$(FC)/bin/pip install -q --disable-pip-version-check transformers==4.47.1 accelerate sentencepiece protobuf requests
 	touch $@
 
-peers: $(REF)/.installed $(OLD)/.installed $(FC)/.installed
+$(LAVIS)/.installed: Makefile pyproject.toml
+	$(PYTHON) -m venv $(LAVIS)
+	$(LAVIS)/bin/pip install -q --disable-pip-version-check $(TORCH)
+	$(PYTHON) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > $(LAVIS)/weightprep-deps.txt
+	$(LAVIS)/bin/pip install -q --disable-pip-version-check transformers==4.33.2 'setuptools>=68' wheel -r $(LAVIS)/weightprep-deps.txt
+	touch $@
+
+peers: $(REF)/.installed $(OLD)/.installed $(FC)/.installed $(LAVIS)/.installed
 
 # The smoke-test report is checked in a real headless browser (tests/test_smoke_report.py).
 browser:

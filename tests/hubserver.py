@@ -577,7 +577,9 @@ class HubStandIn:
         url = f"{self.url}/{repo_id}"
         if repo_id in self._repos:
             raise HubError(409, "You already created this model repo", extra={"url": url})
-        repo = _Repo(repo_id, payload.get("visibility") == "private", _now())
+        # huggingface_hub 1.x+ sends "visibility"; 0.x (LAVIS's environment) sends "private"
+        private = payload.get("visibility") == "private" or payload.get("private") is True
+        repo = _Repo(repo_id, private, _now())
         attrs = _Entry(_Blob(DEFAULT_GITATTRIBUTES.encode()), False, None)
         self._add_commit(repo, "main", "initial commit", "", {".gitattributes": attrs})
         self._repos[repo_id] = repo

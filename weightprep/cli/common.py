@@ -217,10 +217,13 @@ def hub_bars(show: bool) -> None:
 
 def quiet_libraries(progress: bool) -> None:
     """transformers' warnings off; its loading bars and huggingface_hub's download bars only
-    when `progress` (a terminal, not --quiet/--json)."""
-    from transformers.utils import logging
-
+    when `progress` (a terminal, not --quiet/--json). The core needs no transformers (it is the
+    `smoke` extra): without it there is nothing of its to quiet."""
     hub_bars(progress)
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        return
     logging.set_verbosity_error()
     (logging.enable_progress_bar if progress else logging.disable_progress_bar)()
 

@@ -57,6 +57,7 @@ def from_state(p: Planned, status: str, rec: dict) -> StageRecord:
         rec.get("inputs", {}),
         rec.get("peak_rss", 0),
         rec.get("result", {}),
+        reason=p.reason if status == "off" else "",
     )
 
 

@@ -246,8 +246,12 @@ def plan(
         out = g.out_dir(s)
         cmd = g.command(s)
         reads = list(g.reads(s).values())
+        kind = g.kind(s)
         if not g.enabled(s):
             why = f"when {s.when} is empty or false"
+        else:
+            why = kind.unavailable() if kind.unavailable else None
+        if why:
             planned.append(Planned(s.id, s.run, "off", why, cmd, reads, None, 0, 0, 0))
             continue
         est = g.kind(s).estimate(g.options(s), g.sizes(s, sizes))

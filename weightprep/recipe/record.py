@@ -34,6 +34,7 @@ class StageRecord:
     peak_rss: int = 0
     result: dict = field(default_factory=dict)
     error: str = ""
+    reason: str = ""  # why a stage is off
 
 
 def versions() -> dict[str, str]:
@@ -110,7 +111,8 @@ def render_md(doc: dict) -> str:
     for s in doc["stages"]:
         result = s.get("result", {})
         if s["status"] == "off":
-            lines += ["", f"## {s['id']}", "", "off (its `when` setting is empty or false)"]
+            why = s.get("reason") or "its `when` setting is empty or false"
+            lines += ["", f"## {s['id']}", "", f"off ({why})"]
             continue
         lines += ["", f"## {s['id']}", "", f"`{s['command']}`"]
         if s.get("error"):

@@ -80,6 +80,8 @@ class Kind:
     prunable: bool = False  # keep_intermediate=false may remove its folder once read
     edits: tuple[str, ...] = ()  # options naming what the stage edits itself (keyed by path)
     only_reads: Callable[[dict, Path], list[str] | None] | None = None
+    # why it cannot run in this environment (a missing extra), or None; such a stage is planned off
+    unavailable: Callable[[], str | None] | None = None
     input_size: Callable[[dict, str, Path], int | None] | None = None
     # its cheap checks: (options, the options naming what does not exist yet) -> checks
     preflight: Callable[[dict, set[str]], list[Check]] | None = None

@@ -253,9 +253,12 @@ def _range(session, url: str, headers: dict, start: int, end: int) -> bytes:
     error answer is raised as huggingface_hub raises it, so `classify`'s rules apply."""
     from huggingface_hub.utils import hf_raise_for_status
 
-    resp = session.get(
-        url, headers={**headers, "Range": f"bytes={start}-{end}"}, follow_redirects=True
+    # huggingface_hub 1.x+ hands out an httpx client, 0.x (the < 1.0 that LAVIS's
+    # transformers==4.33.2 pins) a requests.Session: they spell "follow redirects" differently
+    follow = (
+        "allow_redirects" if type(session).__module__.startswith("requests") else "follow_redirects"
     )
+    resp = session.get(url, headers={**headers, "Range": f"bytes={start}-{end}"}, **{follow: True})
     hf_raise_for_status(resp)
     content = resp.content
     if resp.status_code == 200:  # the whole file: a server that ignores Range

@@ -366,6 +366,9 @@ def build(model: str, out: Path, llm: Path | None = None) -> dict:
     (`weights`, and `llm` / `vision` where the model takes them)."""
     if model not in BUILDERS:
         raise InputError(f"unknown model {model!r}; one of: {', '.join(BUILDERS)}")
+    from weightprep.extras import require_smoke
+
+    require_smoke(f"make-example-vlm {model}")
     if BUILDERS[model] in (instructblip, vipllava):
         _llm_dir(llm, model)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)

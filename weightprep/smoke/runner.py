@@ -212,7 +212,10 @@ def sources_of(spec: ModelSpec, opts: Options) -> list[dict]:
 
 
 def run_smoke(opts: Options) -> Report:
+    from weightprep.extras import require_smoke
+
     spec = spec_for(opts.model)
+    require_smoke(f"smoke-test --model {spec.name}")
     check_sources(spec, opts)
     refuse_delta(opts.llm)
     placement = runtime.choose(opts.device, opts.dtype, opts.quantize, spec.cuda_dtype)

@@ -38,7 +38,9 @@ def file_path(ref: str, filename: str, revision: str | None = None, *, required:
             raise InputError(f"{p}: missing")
         return None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+    # EntryNotFoundError: the remote one in huggingface_hub 0.x, the base of both in 1.x+
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     try:
         return Path(hf_hub_download(ref, filename, revision=revision))
@@ -50,7 +52,7 @@ def file_path(ref: str, filename: str, revision: str | None = None, *, required:
             f"{ref}: cannot get {filename} (offline or unreachable, and not in the HF cache); "
             "pass a local folder instead"
         ) from None
-    except RemoteEntryNotFoundError:
+    except EntryNotFoundError:
         if required:
             raise InputError(f"{ref}: the Hub repo has no {filename}") from None
         return None
