@@ -156,12 +156,6 @@ def test_example_recipe_runs_with_smoke_stages_off_saying_why(
 
 @pytest.mark.peer
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="tokenizer.json written under tokenizers 0.13 (LAVIS's pin) keeps merges as 'a b' "
-    "strings, which transformers 5 cannot split when a piece holds spaces; weightprep/tokenizer.py "
-    "(issue 17, token ids) is being made to write a layout both read",
-    strict=False,
-)
 def test_what_it_wrote_loads_in_current_transformers(example_run: Path):
     """The two-environment way: prepared in LAVIS's environment, smoke-tested with the smoke
     extra's transformers; the tokenizer must give SentencePiece's ids there too."""
