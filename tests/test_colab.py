@@ -151,7 +151,7 @@ def test_progress_renders_once_per_task_and_quiet_silences_it(tmp_path, monkeypa
     for i in range(3):
         (data / f"f{i}.bin").write_bytes(os.urandom(300_000))
     cells = [
-        "import weightprep.cli.common as c\n"
+        "import weightprep.cli.progress as c\n"
         "c.REDRAW_SECONDS = 0\n"
         "p = c.make_progress(False)\n"
         "p.start(30, 'task one')\n"

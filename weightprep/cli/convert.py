@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, parse_dtype, parse_size, run_core
+from weightprep.cli.common import parse_dtype, parse_size, run_core
+from weightprep.cli.progress import make_progress
 
 
 def convert_llama(

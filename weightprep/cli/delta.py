@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import hub_bars, make_progress, run_core
+from weightprep.cli.common import hub_bars, run_core
+from weightprep.cli.progress import make_progress
 
 
 class Backend(StrEnum):

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, run_core
+from weightprep.cli.common import run_core
+from weightprep.cli.progress import make_progress
 
 
 def _ids(value: object) -> str:

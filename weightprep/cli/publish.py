@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import hub_bars, make_progress, parse_size, run_core
+from weightprep.cli.common import hub_bars, parse_size, run_core
+from weightprep.cli.progress import make_progress
 
 
 def publish_cmd(

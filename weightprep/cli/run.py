@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from weightprep.cli.common import make_progress, quiet_libraries, run_core
+from weightprep.cli.common import quiet_libraries, run_core
+from weightprep.cli.progress import make_progress
 from weightprep.errors import WeightprepError
 
 
