@@ -20,6 +20,7 @@ from pathlib import Path
 from weightprep.errors import InputError, VerificationError
 from weightprep.io import faults
 from weightprep.io.atomic import write_atomic
+from weightprep.io.jsonfile import read_object
 
 MODEL_TYPES = ("vicuna7b", "vicuna13b")
 CONFIG_REL = Path("configs/models/blip2")
@@ -138,11 +139,9 @@ def check_model_dir(model_dir: Path, verify: bool, model_type: str | None = None
     if not cfg.is_file():
         raise VerificationError(f"{cfg}: missing (not a Hugging Face model folder)")
     try:
-        c = json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise VerificationError(f"{cfg}: not valid JSON ({exc})") from exc
-    if not isinstance(c, dict):
-        raise VerificationError(f"{cfg}: not a JSON object")
+        c = read_object(cfg)  # not JSON, not an object, too large: named in its message
+    except InputError as exc:
+        raise VerificationError(str(exc)) from None
     vlm = vlm_type(c)
     if vlm is not None:
         raise VerificationError(
