@@ -62,6 +62,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import convert as cb  # noqa: E402  (bench/convert.py: input builder, cgroups, measure, drop_caches)
 
+med = cb._median
+load1 = cb.load1
+
 MiB = cb.MiB
 TWO_WORDS = "Four score"  # the passage's first two words: the io-proxy's passage
 # Tokens scored for LLaMA-7B: the figure check_folder's docstring gives for LLaMA's tokenizer.
@@ -191,10 +194,6 @@ def ensure_input(work: Path, weightprep: Path) -> Path:
 # --------------------------------------------------------------------------- running
 
 
-def load1() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def run(label: str, what: str, cmd: list[str], logs: Path, limit: int | None = None) -> cb.Result:
     """One fresh process, cold, through bench/convert.py's `measure`; the child's own report
     (last line `WPBENCH {...}`) goes into `extra`."""
@@ -207,12 +206,6 @@ def run(label: str, what: str, cmd: list[str], logs: Path, limit: int | None = N
             res.extra.update(json.loads(line.removeprefix("WPBENCH ")))
             break
     return res
-
-
-def med(xs: Sequence[float]) -> float:
-    xs = sorted(xs)
-    mid = len(xs) // 2
-    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def groups(results: list[cb.Result]) -> dict[str, list[cb.Result]]:

@@ -84,6 +84,9 @@ import delta as db  # noqa: E402  (bench/delta.py: hf_order)
 
 REPO = cb.REPO
 log = cb.log
+folder_bytes = db.folder_bytes
+result_word = db.result_word
+load1 = cb.load1
 GB = 10**9
 
 # Meta's 7B/params.json, as downloaded.
@@ -109,7 +112,7 @@ DELTA_TOKENIZER = (
 )
 BUILD_VERSION = 1  # bump when the built inputs change, to invalidate the cache
 DISK_POLL_S = 0.25
-TIMED_OUT = 124  # coreutils `timeout`'s exit status when it stopped the command
+TIMED_OUT = db.TIMED_OUT
 CPU_TAG = "WPBENCH-CPU"  # GNU time's line in each run's log: user and system CPU seconds
 
 Spec = tuple[str, tuple[int, ...], Any]  # (name, shape, torch dtype)
@@ -290,10 +293,6 @@ def sha256(path: Path) -> str:
         while chunk := f.read(16 << 20):
             h.update(chunk)
     return h.hexdigest()
-
-
-def folder_bytes(p: Path) -> int:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
 def stamps() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -550,10 +549,6 @@ def version_notes(versions: dict[str, str], files: dict[str, dict[str, str]]) ->
     ]
 
 
-def load1() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def run(
     label: str,
     what: str,
@@ -645,16 +640,6 @@ def two_step_row(i: str, conv: cb.Result, app: cb.Result, disk: int) -> cb.Resul
 
 
 # --------------------------------------------------------------------------- report
-
-
-def result_word(r: cb.Result) -> str:
-    if r.rc is None:
-        return "not run"
-    if r.rc == 0:
-        return "ok"
-    if r.oom_killed:
-        return "**OOM-killed**"
-    return "**timed out**" if r.rc == TIMED_OUT else f"**exit {r.rc}**"
 
 
 def table(results: list[cb.Result]) -> str:

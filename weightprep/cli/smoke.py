@@ -205,6 +205,7 @@ def smoke_test_cmd(
             example=example,
             reference_text=reference_text,
             max_perplexity=max_perplexity,
+            sources=report is not None or as_json,
         )
         result = run_core(lambda: run_smoke(opts))
     doc = result.to_dict()

@@ -13,8 +13,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from weightprep.errors import InputError
 from weightprep.io.atomic import write_atomic
-from weightprep.smoke.image import DRAWN, default_image
+from weightprep.smoke.image import load_image
 
 THUMB = 320  # the longest side of an embedded image, in pixels
 
@@ -38,17 +39,9 @@ padding:12px;margin:12px 0}
 
 def _data_uri(picture: dict) -> str | None:
     """A JPEG thumbnail of the image as a data: URI; None when its file is gone."""
-    from PIL import Image
-
-    if picture["path"] is None:
-        img = default_image() if picture["name"] == DRAWN else None
-    else:
-        try:
-            with Image.open(picture["path"]) as im:
-                img = im.convert("RGB")
-        except OSError:
-            img = None
-    if img is None:
+    try:
+        img = load_image(None if picture["path"] is None else Path(picture["path"]))
+    except InputError:
         return None
     img.thumbnail((THUMB, THUMB))
     buf = io.BytesIO()

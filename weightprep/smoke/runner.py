@@ -42,6 +42,9 @@ class Options:
     # False skips the language check: only for tests of the caption checks on tiny random LMs,
     # which that check rightly fails before any caption is made. No command line sets it.
     language_check: bool = True
+    # False leaves Report.sources empty: it hashes every file of each loaded folder (a 7B model
+    # is 14 GB), and only the HTML page and --json show it, so the CLI asks for it only then.
+    sources: bool = True
 
 
 @dataclass
@@ -237,7 +240,8 @@ def run_smoke(opts: Options) -> Report:
         notes=skipped + list(pipe.notes),
         images=[p.describe() for p in pictures],
     )
-    report.sources = sources_of(spec, opts)
+    if opts.sources:
+        report.sources = sources_of(spec, opts)
     lm, tok, cfg = pipe.text_model()
     lang = (
         check_loaded(

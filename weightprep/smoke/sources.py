@@ -109,17 +109,20 @@ def load_tensors(
 
 def _digests(folder: Path) -> list[dict]:
     """Every file under `folder` (symlinks followed, as the HF cache's snapshots are; hidden and
-    half-written files left out) with its size and sha256."""
-    from weightprep.checksum import hash_file
+    half-written files left out) with its size and sha256, hashed in parallel."""
+    from weightprep.checksum import hash_files
     from weightprep.io.atomic import is_partial
 
-    out = []
+    rels = []
     for f in sorted(folder.rglob("*")):
         rel = f.relative_to(folder)
         if any(p.startswith(".") or is_partial(p) for p in rel.parts) or not f.is_file():
             continue
-        out.append({"path": rel.as_posix(), "bytes": f.stat().st_size, **hash_file(f)})
-    return out
+        rels.append(rel.as_posix())
+    return [
+        {"path": r, "bytes": e.size, "sha256": e.sha256}
+        for r, e in hash_files(folder, rels).items()
+    ]
 
 
 def describe(flag: str, ref: str, revision: str | None = None) -> dict:
