@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from weightprep.progress import NullProgress, Progress
 
@@ -99,8 +100,6 @@ class LineProgress:
         self._width = 0
 
     def _draw(self, end: str = "") -> None:
-        import time
-
         secs = time.monotonic() - self._t0
         text = _bar_text(self._label, self._done, self._total, secs, self._item)
         self._out.write("\r" + text.ljust(self._width) + end)
@@ -109,15 +108,11 @@ class LineProgress:
         self._shown = time.monotonic()
 
     def start(self, total_bytes: int, label: str) -> None:
-        import time
-
         self._label, self._total, self._done, self._item = label, total_bytes, 0, ""
         self._t0 = time.monotonic()
         self._draw()
 
     def advance(self, nbytes: int, item: str | None = None) -> None:
-        import time
-
         self._done += nbytes
         self._item = item or self._item
         if time.monotonic() - self._shown >= REDRAW_SECONDS:
@@ -133,8 +128,6 @@ class KernelProgress:
     REDRAW_SECONDS: for weightprep called from Python inside a kernel."""
 
     def start(self, total_bytes: int, label: str) -> None:
-        import time
-
         from IPython.display import display
 
         self._label, self._total, self._done, self._item = label, total_bytes, 0, ""
@@ -142,16 +135,12 @@ class KernelProgress:
         self._handle = display(self._text(), display_id=True)
 
     def _text(self):
-        import time
-
         from IPython.display import Pretty
 
         secs = time.monotonic() - self._t0
         return Pretty(_bar_text(self._label, self._done, self._total, secs, self._item))
 
     def advance(self, nbytes: int, item: str | None = None) -> None:
-        import time
-
         self._done += nbytes
         self._item = item or self._item
         if time.monotonic() - self._shown >= REDRAW_SECONDS:
