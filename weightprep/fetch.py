@@ -54,7 +54,7 @@ from weightprep.io.atomic import (
 from weightprep.manifest import Manifest, ManifestError, check_relpath, resolve_manifest
 from weightprep.progress import NullProgress, Progress
 from weightprep.remote.listing import Listed, mismatch
-from weightprep.remote.location import Location, parse_location
+from weightprep.remote.location import Location, is_remote, parse_location
 
 CHUNK = 64 * 2**20
 MARKER = ".weightprep-fetch"
@@ -164,7 +164,7 @@ def _fetch_locked(dest, final, revision, manifest, credentials, force, chunk_siz
 
 
 def _parse_source(text: str) -> Location:
-    if not text.startswith(("hf://", "gdrive://")):
+    if not is_remote(text):
         if "://" in text:
             raise InputError(f"{text}: unknown source; use hf://NAMESPACE/NAME or gdrive://ID")
         raise InputError(

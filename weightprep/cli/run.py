@@ -56,15 +56,12 @@ def print_plan(plan, workdir: Path) -> None:
                 f"         disk {_size(p.disk)}, memory {_size(p.memory)}, time {_secs(p.seconds)}"
                 f"  ({p.command})"
             )
-    todo = [p for p in plan if p.action == "run"]
-    disk = sum(p.disk or 0 for p in todo)
-    unknown = any(p.disk is None for p in todo)
-    mem = max((p.memory or 0 for p in todo), default=0)
-    secs = sum(p.seconds or 0 for p in todo)
+    t = totals(plan)
     typer.echo(
-        f"  {len(todo)} to run, {sum(p.action in ('skip', 'pruned') for p in plan)} done: "
-        f"disk {_size(disk)}{'+' if unknown else ''}, peak memory {_size(mem)}, "
-        f"about {_secs(secs)} (estimates from measured rates)"
+        f"  {t['to_run']} to run, {t['done']} done: "
+        f"disk {_size(t['disk'])}{'+' if t['disk_unknown'] else ''}, "
+        f"peak memory {_size(t['peak_memory'])}, "
+        f"about {_secs(t['seconds'])} (estimates from measured rates)"
     )
 
 

@@ -40,6 +40,7 @@ class Runner:
         # the plan reads no file in full: input digests come from the cache, or stay unknown
         self.graph = Graph(self.recipe, self.workdir, hashing=False)
         self.checks: list[Check] = []
+        self._checked: list[Planned] | None = None  # the plan the checks passed for
 
     @property
     def stages(self):
@@ -56,10 +57,14 @@ class Runner:
         error = pre.refusal(self.checks)
         if error is not None:
             raise error
+        self._checked = planned
         return self.checks
 
     def run(self, planned: list[Planned]) -> list[StageRecord]:
-        self.preflight(planned)
+        # once per plan: the checks include network calls (Hub whoami, Drive about), and the
+        # CLI has already run them to print them
+        if self._checked is not planned:
+            self.preflight(planned)
         self.workdir.mkdir(parents=True, exist_ok=True)
         with output_lock(self.workdir.absolute()):
             g = Graph(self.recipe, self.workdir, hashing=True)

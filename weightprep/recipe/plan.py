@@ -16,8 +16,7 @@ from pathlib import Path
 from weightprep.recipe.registry import Kind, coerce, command_line, kind
 from weightprep.recipe.schema import REF, Recipe, RecipeError, Stage
 from weightprep.recipe.state import Workdir
-
-REMOTE = ("hf://", "gdrive://")
+from weightprep.remote.location import is_remote
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Graph:
         self.wd = Workdir(workdir, hashing)
         extra = []
         for name, value in recipe.inputs.items():
-            if value.startswith(REMOTE):
+            if is_remote(value):
                 src, _, rev = value.partition("@")
                 opts = {"source": src, **({"revision": rev} if rev else {})}
                 extra.append(Stage(f"input-{name}", "fetch", opts))
@@ -64,7 +63,7 @@ class Graph:
         return self.workdir / stage.id if self.kind(stage).writes_folder else None
 
     def remote_input(self, name: str) -> bool:
-        return self.recipe.inputs.get(name, "").startswith(REMOTE)
+        return is_remote(self.recipe.inputs.get(name, ""))
 
     def input_path(self, name: str) -> Path:
         if self.remote_input(name):

@@ -43,7 +43,8 @@ def memory_bytes() -> int | None:
             return None
 
 
-def _existing(p: Path) -> Path:
+def nearest_existing(p: Path) -> Path:
+    """`p`, or its nearest parent that exists: where a folder not made yet will go."""
     p = p.expanduser().absolute()
     while not p.exists():
         p = p.parent
@@ -110,12 +111,13 @@ def disk_checks(g: Graph, todo: list[Planned]) -> list[Check]:
     need: dict[int, tuple[Path, int, list[str]]] = {}
     unknown = [p.id for p in todo if p.disk is None]
     for p in todo:
-        where = _existing(Path(p.disk_at) if p.disk_at else g.workdir)
+        where = nearest_existing(Path(p.disk_at) if p.disk_at else g.workdir)
         dev = where.stat().st_dev
         at, n, ids = need.get(dev, (where, 0, []))
         need[dev] = (at, n + (p.disk or 0), ids + [p.id])
     if not need:
-        need[_existing(g.workdir).stat().st_dev] = (_existing(g.workdir), 0, [])
+        at = nearest_existing(g.workdir)
+        need[at.stat().st_dev] = (at, 0, [])
     out = []
     for at, n, _ids in need.values():
         free = free_bytes(at)

@@ -459,9 +459,9 @@ def _preflight_publish(opts: dict, pending: set[str]) -> list[Check]:
             return [Check(what, True, f"Drive accepts the credentials of {a['user']} ({quota})")]
     except WeightprepError as exc:
         return [Check(what, False, str(exc), exc.exit_code)]
-    probe = loc.path.expanduser().absolute()
-    while not probe.exists():
-        probe = probe.parent
+    from weightprep.recipe.preflight import nearest_existing
+
+    probe = nearest_existing(loc.path)
     if not probe.is_dir() or not os.access(probe, os.W_OK):
         return [Check(what, False, f"{probe}: not a writable folder")]
     return [Check(what, True, f"{probe} is a writable folder")]
